@@ -1,0 +1,3 @@
+"""discobridge: service discovery for ECS tasks with dynamic host ports."""
+
+__version__ = "0.1.0"

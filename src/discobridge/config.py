@@ -1,0 +1,254 @@
+"""TOML configuration: parsed and validated into frozen dataclasses, with errors that name file and key."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A config file is unreadable or invalid; the message names the file, the key and the reason."""
+
+    def __init__(self, origin: str, key: str, reason: str) -> None:
+        super().__init__(f"{origin}: {key}: {reason}" if key else f"{origin}: {reason}")
+        self.origin, self.key, self.reason = origin, key, reason
+
+
+class HostPort(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+Check = Callable[[Any], Any]
+
+
+def _setting(check: Check, default: Any = MISSING) -> Any:
+    """Declare a config key: `check` converts the raw TOML value or raises ValueError(reason)."""
+    return field(default=default, metadata={"check": check})
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_describe(value)}")
+    return value.strip()
+
+
+def _optional_url(value: Any) -> str:
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _texts(*, allow_empty: bool) -> Check:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of strings, got {_describe(value)}")
+        if not value and not allow_empty:
+            raise ValueError("expected at least one entry, got an empty list")
+        return tuple(_text(item) for item in value)
+
+    return check
+
+
+def _seconds(value: Any) -> float:
+    # bool is an int subclass in Python; `true` is never a duration.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number of seconds, got {_describe(value)}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a number of seconds greater than 0, got {value!r}")
+    return float(value)
+
+
+def _whole_seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of seconds >= 0, got {_describe(value)}")
+    return value
+
+
+def parse_host_port(text: str) -> HostPort:
+    """Parse "host:port" or "[v6]:port"; port 0 asks the OS for a free port."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f'expected "host:port", got {text!r}')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'write an IPv6 address as "[addr]:port", got {text!r}')
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    return HostPort(host, port)
+
+
+def _listen(value: Any) -> HostPort:
+    return parse_host_port(_text(value))
+
+
+def _listens(value: Any) -> tuple[HostPort, ...]:
+    return tuple(_listen(item) for item in _texts(allow_empty=False)(value))
+
+
+def _zone(value: Any) -> str:
+    zone = _text(value).lower().rstrip(".")
+    labels = zone.split(".")
+    for label in labels:
+        ok = 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+        if not ok or not all(c.isascii() and (c.isalnum() or c == "-") for c in label):
+            raise ValueError(f"expected a DNS name such as 'discobridge.internal', got {zone!r}")
+    return zone
+
+
+def _url_path(value: Any) -> str:
+    path = _text(value)
+    if not path.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {path!r}")
+    return path
+
+
+def _choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return text
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class AwsConfig:
+    region: str = _setting(_text)
+    endpoint_url: str | None = _setting(_optional_url, None)
+
+
+@dataclass(frozen=True, slots=True)
+class EcsConfig:
+    clusters: tuple[str, ...] = _setting(_texts(allow_empty=False), ("*",))
+    poll_interval_s: float = _setting(_seconds, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudMapConfig:
+    namespaces: tuple[str, ...] = _setting(_texts(allow_empty=True), ())
+    poll_interval_s: float = _setting(_seconds, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    zone: str = _setting(_zone)
+    listen: tuple[HostPort, ...] = _setting(_listens, (HostPort("0.0.0.0", 53),))
+    ttl_s: int = _setting(_whole_seconds, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: HostPort = _setting(_listen, HostPort("0.0.0.0", 8080))
+
+
+@dataclass(frozen=True, slots=True)
+class EurekaConfig:
+    home_page_path: str = _setting(_url_path, "/actuator")
+    status_page_path: str = _setting(_url_path, "/actuator/info")
+    health_check_path: str = _setting(_url_path, "/actuator/health")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    max_staleness_s: float = _setting(_seconds, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = _setting(_choice("json", "console"), "json")
+    level: str = _setting(_choice("debug", "info", "warning", "error"), "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    aws: AwsConfig
+    ecs: EcsConfig
+    cloudmap: CloudMapConfig
+    dns: DnsConfig
+    http: HttpConfig
+    eureka: EurekaConfig
+    health: HealthConfig
+    log: LogConfig
+    origin: str = "<config>"
+
+
+_TABLES: Mapping[str, type[Any]] = {
+    "aws": AwsConfig,
+    "ecs": EcsConfig,
+    "cloudmap": CloudMapConfig,
+    "dns": DnsConfig,
+    "http": HttpConfig,
+    "eureka": EurekaConfig,
+    "health": HealthConfig,
+    "log": LogConfig,
+}
+
+
+def _did_you_mean(name: str, known: list[str], fmt: str = "{}") -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {fmt.format(close[0])}?)" if close else ""
+
+
+def _build_table(origin: str, table: str, raw: Any, cls: type[Any]) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(origin, f"[{table}]", f"expected a table, got {_describe(raw)}")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            hint = _did_you_mean(key, list(known), '"{}"')
+            raise ConfigError(origin, f"[{table}] {key}", f"unknown key{hint}")
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name not in raw:
+            if spec.default is MISSING:
+                raise ConfigError(origin, f"[{table}] {name}", "required key is missing")
+            continue
+        try:
+            values[name] = spec.metadata["check"](raw[name])
+        except ValueError as exc:
+            raise ConfigError(origin, f"[{table}] {name}", str(exc)) from None
+    return cls(**values)
+
+
+def parse_config(text: str, origin: str) -> Config:
+    """Parse TOML text into a Config; `origin` (a path or a variable name) goes into every error."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(origin, "", f"not valid TOML: {exc}") from None
+    for table in raw:
+        if table not in _TABLES:
+            hint = _did_you_mean(table, list(_TABLES), "[{}]")
+            raise ConfigError(origin, f"[{table}]", f"unknown table{hint}")
+    tables = {name: _build_table(origin, name, raw.get(name, {}), cls) for name, cls in _TABLES.items()}
+    return Config(**tables, origin=origin)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "file is not UTF-8 text") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,70 @@
+"""Shared fixtures: one fake AWS server per session, reset per test; configs that point at it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import AioSession, get_session
+
+# Nothing in a test may reach the EC2 metadata service (a non-loopback address).
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+from discobridge.config import Config, parse_config  # noqa: E402
+from discobridge.fakeaws.estate import Estate  # noqa: E402
+from discobridge.fakeaws.server import FakeAws  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def fake_aws_server() -> Iterator[FakeAws]:
+    server = FakeAws().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_aws(fake_aws_server: FakeAws) -> FakeAws:
+    fake_aws_server.reset()
+    fake_aws_server.faults.calls.clear()
+    return fake_aws_server
+
+
+@pytest.fixture
+def estate(fake_aws: FakeAws) -> Estate:
+    return Estate(fake_aws.url)
+
+
+@pytest.fixture(scope="session")
+def aio_session() -> AioSession:
+    # One session for the whole run: botocore parses its service models once.
+    return get_session()
+
+
+def make_config(endpoint_url: str, **tables: dict[str, Any]) -> Config:
+    """A config for tests: fast polls, loopback listeners, overridable per table."""
+    base: dict[str, dict[str, Any]] = {
+        "aws": {"region": "us-east-1", "endpoint_url": endpoint_url},
+        "ecs": {"clusters": ["*"], "poll_interval_s": 0.05},
+        "dns": {"zone": "disco.test", "listen": ["127.0.0.1:0"]},
+        "http": {"listen": "127.0.0.1:0"},
+    }
+    for table, values in tables.items():
+        base.setdefault(table, {}).update(values)
+    text = "\n".join(
+        f"[{table}]\n" + "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
+        for table, values in base.items()
+    )
+    return parse_config(text, "<test>")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,108 @@
+"""Config: defaults, the example file, and one-line errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from discobridge.cli import main
+from discobridge.config import ConfigError, HostPort, load_config
+from tests.conftest import ROOT
+
+MINIMAL = '[aws]\nregion = "eu-west-1"\n[dns]\nzone = "Disco.Internal."\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "discobridge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_with_documented_values() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert config.aws.region == "us-east-1"
+    assert config.aws.endpoint_url is None
+    assert config.ecs.clusters == ("*",)
+    assert config.dns.listen == (HostPort("0.0.0.0", 53),)
+    assert config.http.listen == HostPort("0.0.0.0", 8080)
+    assert config.eureka.health_check_path == "/actuator/health"
+    assert config.log.format == "json"
+
+
+def test_minimal_config_gets_defaults_and_normalised_zone(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.dns.zone == "disco.internal"
+    assert config.dns.ttl_s == 5
+    assert config.ecs.poll_interval_s == 10.0
+    assert config.cloudmap.namespaces == ()
+    assert config.health.max_staleness_s == 60.0
+
+
+def test_listen_accepts_ipv6_in_brackets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + '[http]\nlisten = "[::1]:8081"\n'))
+    assert config.http.listen == HostPort("::1", 8081)
+    assert str(config.http.listen) == "[::1]:8081"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('[dns]\nzone = "z.internal"\n', "[aws] region", "required key is missing"),
+        ('[aws]\nregion = "r"\n', "[dns] zone", "required key is missing"),
+        (MINIMAL + "[dns]\n", "", "not valid TOML"),
+        (MINIMAL.replace("[dns]", "[dns]\nttll_s = 3"), "[dns] ttll_s", 'unknown key (did you mean "ttl_s"?)'),
+        (MINIMAL + "[ecss]\nclusters = []\n", "[ecss]", "unknown table (did you mean [ecs]?)"),
+        (MINIMAL.replace("[dns]", '[dns]\nttl_s = "five"'), "[dns] ttl_s", "expected a whole number"),
+        (MINIMAL + "[ecs]\npoll_interval_s = 0\n", "[ecs] poll_interval_s", "greater than 0"),
+        (MINIMAL + "[ecs]\npoll_interval_s = true\n", "[ecs] poll_interval_s", "expected a number"),
+        (MINIMAL + "[ecs]\nclusters = []\n", "[ecs] clusters", "at least one entry"),
+        (MINIMAL + '[ecs]\nclusters = "prod"\n', "[ecs] clusters", "expected a list of strings"),
+        (MINIMAL + '[http]\nlisten = "8080"\n', "[http] listen", 'expected "host:port"'),
+        (MINIMAL + '[http]\nlisten = "::1:80"\n', "[http] listen", "[addr]:port"),
+        (MINIMAL + '[http]\nlisten = "h:70000"\n', "[http] listen", "0-65535"),
+        (MINIMAL + "[aws]\nendpoint_url = \"x\"\n", "", "Cannot declare"),
+        (MINIMAL.replace('region = "eu-west-1"', 'region = "r"\nendpoint_url = "localhost"'),
+         "[aws] endpoint_url", "http:// or https://"),
+        (MINIMAL.replace("Disco.Internal.", "bad_zone!"), "[dns] zone", "expected a DNS name"),
+        (MINIMAL + '[log]\nformat = "xml"\n', "[log] format", "expected one of json, console"),
+        (MINIMAL + '[eureka]\nhealth_check_path = "health"\n', "[eureka] health_check_path", "starting with '/'"),
+        (MINIMAL + "[health]\nmax_staleness_s = -1\n", "[health] max_staleness_s", "greater than 0"),
+    ],
+    ids=[
+        "missing-region", "missing-zone", "toml-syntax", "unknown-key", "unknown-table", "ttl-type",
+        "interval-zero", "interval-bool", "clusters-empty", "clusters-not-list", "listen-no-host",
+        "listen-bare-ipv6", "listen-port-range", "duplicate-table", "endpoint-scheme", "zone-chars",
+        "log-format", "eureka-path", "staleness-negative",
+    ],
+)
+def test_bad_config_names_file_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, MINIMAL)
+    assert main(["check", "-c", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == f"{good}: ok"
+
+    bad = write(tmp_path, MINIMAL + "[dns]\nzone = 3\n")  # duplicate table: invalid TOML
+    assert main(["check", "-c", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"discobridge: config error: {bad}: ")
+
+    wrong_type = tmp_path / "typed.toml"
+    wrong_type.write_text(MINIMAL.replace("[dns]", "[dns]\nttl_s = 1.5"))
+    assert main(["check", "-c", str(wrong_type)]) == 1
+    assert "[dns] ttl_s: expected a whole number of seconds" in capsys.readouterr().err
