@@ -1,0 +1,145 @@
+"""aiobotocore clients for ECS, EC2 and Cloud Map, and the single gate every AWS call passes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import structlog
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore import xform_name
+
+from discobridge.config import AwsConfig
+from discobridge.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+# Every AWS operation discobridge may call, by botocore service name. The IAM policy in deploy/
+# must grant exactly these; AwsClients refuses anything else, so no call ships without its grant.
+OPERATIONS: Mapping[str, frozenset[str]] = {
+    "ecs": frozenset(
+        {
+            "ListClusters",
+            "ListTasks",
+            "DescribeTasks",
+            "ListContainerInstances",
+            "DescribeContainerInstances",
+            "DescribeTaskDefinition",
+        }
+    ),
+    "ec2": frozenset({"DescribeInstances"}),
+    "servicediscovery": frozenset({"ListNamespaces", "ListServices", "DiscoverInstances"}),
+}
+
+_THROTTLE_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+
+
+class AwsCallError(Exception):
+    """An AWS call failed after botocore's retries; `code` is AWS's error code or the exception name."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation} failed: {code}: {message}")
+        self.operation, self.code = operation, code
+
+
+class AwsClients:
+    """Opens one aiobotocore client per AWS service and runs every call with bounded concurrency."""
+
+    def __init__(
+        self,
+        *,
+        config: AwsConfig,
+        metrics: Metrics,
+        session: AioSession | None = None,
+        max_concurrency: int = 20,
+        max_attempts: int = 3,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 10.0,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._session = session or get_session()
+        # Bounds in-flight requests across all sources (Prometheus ECS discovery uses the same 20).
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._boto_config = AioConfig(
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            # With an endpoint_url (moto, LocalStack) Cloud Map's data plane must not be sent to
+            # "data-<host>", which does not exist there.
+            inject_host_prefix=config.endpoint_url is None,
+        )
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+
+    async def __aenter__(self) -> AwsClients:
+        credentials = self._local_endpoint_credentials()
+        for service in OPERATIONS:
+            self._clients[service] = await self._stack.enter_async_context(
+                self._session.create_client(
+                    service,
+                    region_name=self._config.region,
+                    endpoint_url=self._config.endpoint_url,
+                    config=self._boto_config,
+                    **credentials,
+                )
+            )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    def _local_endpoint_credentials(self) -> dict[str, str]:
+        # moto and LocalStack accept any key. Without one in the environment, the standard chain
+        # would go on to ask the EC2 metadata service, which a local endpoint never needs.
+        if self._config.endpoint_url is None:
+            return {}
+        if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):
+            return {}
+        return {"aws_access_key_id": "discobridge", "aws_secret_access_key": "discobridge"}
+
+    async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        """Call one AWS operation; raise AwsCallError when it fails after retries."""
+        if operation not in OPERATIONS.get(service, ()):
+            raise ValueError(f"{service}:{operation} is not in aws.OPERATIONS (and not in IAM)")
+        method = getattr(self._clients[service], xform_name(operation))
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            async with self._slots:
+                response: dict[str, Any] = await method(**params)
+                return response
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "ClientError")
+            outcome = "throttled" if code in _THROTTLE_CODES else code
+            raise AwsCallError(operation, code, str(error.get("Message", ""))) from exc
+        except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+            outcome = type(exc).__name__
+            raise AwsCallError(operation, outcome, str(exc)) from exc
+        finally:
+            self._metrics.aws_calls.labels(operation, outcome).inc()
+            self._metrics.aws_call_duration.labels(operation).observe(time.monotonic() - started)
+
+    async def pages(
+        self, service: str, operation: str, token: str, **params: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield every page of a paginated operation; `token` names its next-token field."""
+        while True:
+            page = await self.call(service, operation, **params)
+            yield page
+            next_token = page.get(token)
+            if not next_token:
+                return
+            params[token] = next_token

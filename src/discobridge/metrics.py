@@ -1,0 +1,61 @@
+"""Prometheus metrics on a private registry, created once by the app and handed to whoever records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    registry: CollectorRegistry
+    aws_calls: Counter
+    aws_call_duration: Histogram
+    source_refreshes: Counter
+    source_refresh_duration: Histogram
+    source_skipped_records: Counter
+    snapshot_generation: Gauge
+
+    @classmethod
+    def create(cls) -> Metrics:
+        """Build every metric on a fresh registry (never the global one: tests run many apps)."""
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            aws_calls=Counter(
+                "discobridge_aws_calls_total",
+                "AWS API calls by operation and outcome (ok, throttled, or the error code).",
+                ["operation", "outcome"],
+                registry=registry,
+            ),
+            aws_call_duration=Histogram(
+                "discobridge_aws_call_duration_seconds",
+                "Duration of AWS API calls, retries included.",
+                ["operation"],
+                registry=registry,
+            ),
+            source_refreshes=Counter(
+                "discobridge_source_refreshes_total",
+                "Source refreshes by outcome (ok or failed).",
+                ["source", "outcome"],
+                registry=registry,
+            ),
+            source_refresh_duration=Histogram(
+                "discobridge_source_refresh_duration_seconds",
+                "Duration of one full refresh of a source.",
+                ["source"],
+                registry=registry,
+            ),
+            source_skipped_records=Counter(
+                "discobridge_source_skipped_records_total",
+                "Records a source could not turn into an endpoint, by reason.",
+                ["source", "reason"],
+                registry=registry,
+            ),
+            snapshot_generation=Gauge(
+                "discobridge_snapshot_generation",
+                "Generation of the snapshot being served (0 before the first).",
+                registry=registry,
+            ),
+        )

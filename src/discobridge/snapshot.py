@@ -1,0 +1,109 @@
+"""The immutable snapshot frontends read, how it is built from source results, and its store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from discobridge.model import Endpoint, Service, SourceName, SourceResult
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    generation: int
+    services: Mapping[str, Service]
+    built_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """What the poller last learned about one source: when it last succeeded, and the last error."""
+
+    source: SourceName
+    last_success_at: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    endpoints: int = 0
+
+
+def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: float) -> Snapshot:
+    """Merge source results into services; the first source listing an ip:port wins (ECS first)."""
+    by_service: dict[str, dict[tuple[str, int], Endpoint]] = {}
+    for result in sorted(results, key=lambda r: list(SourceName).index(r.source)):
+        for endpoint in result.endpoints:
+            seen = by_service.setdefault(endpoint.service, {})
+            seen.setdefault((endpoint.host_ip, endpoint.host_port), endpoint)
+    services = {
+        name: Service(name, tuple(sorted(found.values(), key=_endpoint_order)))
+        for name, found in sorted(by_service.items())
+    }
+    return Snapshot(generation, MappingProxyType(services), built_at)
+
+
+def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
+    # Numeric IPv4 order, so 10.0.0.9 sorts before 10.0.0.10.
+    parts = endpoint.host_ip.split(".")
+    key: tuple[int, ...] | str = (
+        tuple(int(p) for p in parts) if len(parts) == 4 and all(p.isdigit() for p in parts)
+        else endpoint.host_ip
+    )
+    return key, endpoint.host_port
+
+
+class SnapshotStore:
+    """Holds the current snapshot; publishing swaps one reference, so readers never see a mix."""
+
+    def __init__(self, *, sources: Iterable[SourceName], clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._results: dict[SourceName, SourceResult] = {}
+        self._status = {s: SourceStatus(s) for s in sources}
+        # Set and replaced on every publish: waiters hold the event of the generation they saw.
+        self._published = asyncio.Event()
+        self.current: Snapshot | None = None
+
+    @property
+    def generation(self) -> int:
+        return self.current.generation if self.current else 0
+
+    @property
+    def status(self) -> Mapping[SourceName, SourceStatus]:
+        return MappingProxyType(self._status)
+
+    def age_s(self) -> float | None:
+        """Seconds since the oldest source's last good refresh; None before any success."""
+        times = [s.last_success_at for s in self._status.values() if s.last_success_at is not None]
+        return self._clock() - min(times) if times else None
+
+    def publish(self, result: SourceResult) -> bool:
+        """Record a good refresh; rebuild and swap the snapshot only if its endpoints changed."""
+        self._status[result.source] = SourceStatus(
+            result.source, last_success_at=result.fetched_at, endpoints=len(result.endpoints)
+        )
+        previous = self._results.get(result.source)
+        self._results[result.source] = result
+        if self.current is not None and previous is not None and previous.endpoints == result.endpoints:
+            return False
+        self.current = build_snapshot(self._results.values(), self.generation + 1, self._clock())
+        self._published.set()
+        self._published = asyncio.Event()
+        return True
+
+    def record_failure(self, source: SourceName, error: str) -> None:
+        """Note a failed refresh; the source's last good result stays in the snapshot."""
+        status = self._status[source]
+        self._status[source] = replace(
+            status, last_error=error, consecutive_failures=status.consecutive_failures + 1
+        )
+
+    async def wait_for(self, generation: int, timeout: float) -> Snapshot | None:
+        """Wait until a snapshot newer than `generation` is published; None on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.generation <= generation:
+                    await self._published.wait()
+        except TimeoutError:
+            return None
+        return self.current

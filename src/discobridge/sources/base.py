@@ -1,0 +1,36 @@
+"""The Source protocol every AWS mechanism implements, and a fail-fast concurrent gather."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Protocol, TypeVar
+
+from discobridge.model import Endpoint, SourceName
+
+T = TypeVar("T")
+
+
+class Source(Protocol):
+    name: SourceName
+
+    async def refresh(self) -> tuple[Endpoint, ...]:
+        """Read every endpoint of this source, or raise: a partial result is never returned."""
+        ...
+
+
+async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_as_coroutine(a)) for a in awaitables]
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
