@@ -1,0 +1,124 @@
+"""The embedded demo: a realistic ECS estate in a fake AWS, and the config that points at it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from discobridge.config import Config, load_config
+from discobridge.fakeaws.estate import Container, Estate
+from discobridge.fakeaws.server import FakeAws
+
+DEMO_ZONE = "discobridge.internal"
+DEMO_DNS = "127.0.0.1:5353"
+DEMO_HTTP = "127.0.0.1:8080"
+
+
+def seed_demo(estate: Estate) -> None:
+    """Two clusters, four hosts in two zones, and the cases discobridge exists for."""
+    estate.cluster("prod")
+    estate.cluster("staging")
+    prod_a = estate.hosts("prod", 2, az="a")
+    prod_b = estate.hosts("prod", 1, az="b")
+    staging_b = estate.hosts("staging", 1, az="b")
+    prod = prod_a + prod_b
+
+    # Bridge mode, dynamic host ports: the reason discobridge exists.
+    orders = estate.task_definition("orders", Container("web", ports=(8080,)))
+    orders_tasks = estate.service("prod", "orders", orders, prod)
+    estate.set_health("prod", orders_tasks[1], "UNHEALTHY")
+    estate.service("staging", "orders", orders, staging_b)
+
+    # Two containers with labels: the app port is chosen by label, the sidecar never published.
+    checkout = estate.task_definition(
+        "checkout-v2",
+        Container("log-router", ports=(24224,), labels={"discobridge.enable": "false"}),
+        Container("envoy", ports=(9901,)),
+        Container("app", ports=(8080, 8081), labels={"discobridge.port": "8080", "discobridge.name": "checkout"}),
+    )
+    estate.service("prod", "checkout-v2", checkout, prod_a + prod_b)
+
+    # Host mode: the host port is the container port.
+    exporter = estate.task_definition("node-exporter", Container("exporter", ports=(9100,)), network_mode="host")
+    estate.service("prod", "node-exporter", exporter, prod)
+
+    # awsvpc: each task has its own ENI and listens on its container port.
+    payments = estate.task_definition("payments", Container("api", ports=(8443,)), network_mode="awsvpc")
+    estate.fargate_service("prod", "payments", payments, count=2)
+
+    # A standalone task (group "family:report-builder").
+    reports = estate.task_definition("report-builder", Container("worker", ports=(8000,)))
+    estate.place("prod", reports, prod_b)
+
+    # A host being drained: its tasks are published as draining.
+    estate.drain("prod", prod_b[0])
+
+    # A Cloud Map namespace with a non-ECS service registered by another team.
+    namespace = estate.namespace("demo.local")
+    for index, az in ((1, "a"), (2, "b")):
+        estate.cloudmap_instance(
+            namespace,
+            "billing",
+            f"billing-{index}",
+            {"AWS_INSTANCE_IPV4": f"10.0.{index}.200", "AWS_INSTANCE_PORT": "7000", "AVAILABILITY_ZONE": f"us-east-1{az}"},
+        )
+
+
+def demo_config_text(endpoint_url: str) -> str:
+    return f"""# Written by `discobridge demo`: the daemon reads the fake AWS at {endpoint_url}.
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint_url}"
+
+[ecs]
+clusters = ["*"]
+poll_interval_s = 5
+
+[dns]
+zone = "{DEMO_ZONE}"
+listen = ["{DEMO_DNS}"]
+
+[http]
+listen = "{DEMO_HTTP}"
+
+[log]
+format = "console"
+"""
+
+
+@dataclass(frozen=True)
+class Demo:
+    config_path: Path
+    config: Config
+    banner: str
+
+
+@contextmanager
+def start_demo(directory: Path) -> Iterator[Demo]:
+    """Start the fake AWS, seed it, write the config; stop the fake AWS on exit."""
+    aws = FakeAws().start()
+    try:
+        seed_demo(Estate(aws.url))
+        directory.mkdir(parents=True, exist_ok=True)
+        path = (directory / "config.toml").resolve()
+        path.write_text(demo_config_text(aws.url), encoding="utf-8")
+        yield Demo(path, load_config(path), _banner(path, aws.url))
+    finally:
+        aws.stop()
+
+
+def _banner(path: Path, url: str) -> str:
+    command = f"{sys.executable} -m discobridge"
+    return f"""
+discobridge demo: a fake AWS with 2 ECS clusters, 4 hosts in 2 zones and 7 services runs at {url}
+config written to: {path}
+
+Try, in another terminal, while this runs:
+  {command} snapshot -c {path}
+  {command} snapshot -c {path} --json
+
+Stop with Ctrl-C.
+"""

@@ -1,0 +1,159 @@
+"""Builds ECS, EC2 and Cloud Map estates in the fake AWS through the public APIs, as AWS would."""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from itertools import cycle
+from typing import Any
+
+import boto3
+
+from discobridge.fakeaws.agent import SimulatedAgent, set_task_health
+
+_AMI = "ami-0a1b2c3d4e5f60718"  # any id: moto checks none when its AMI catalogue is not loaded
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container definition: name, container ports and docker labels."""
+
+    name: str
+    ports: tuple[int, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    host_port: int = 0  # bridge mode: 0 asks Docker for an ephemeral port, as in real ECS
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "image": f"example/{self.name}:1.0",
+            "memory": 128,
+            "essential": True,
+            "dockerLabels": self.labels,
+            "portMappings": [
+                {"containerPort": port, "hostPort": self.host_port, "protocol": "tcp"} for port in self.ports
+            ],
+        }
+
+
+class Estate:
+    """A handle on one fake AWS account and region, with the agent that runs its tasks."""
+
+    def __init__(self, endpoint_url: str, region: str = "us-east-1") -> None:
+        options: dict[str, Any] = {
+            "region_name": region,
+            "endpoint_url": endpoint_url,
+            "aws_access_key_id": "estate",
+            "aws_secret_access_key": "estate",
+        }
+        self.region = region
+        self.ecs = boto3.client("ecs", **options)
+        self.ec2 = boto3.client("ec2", **options)
+        self.cloudmap = boto3.client("servicediscovery", **options)
+        self.agent = SimulatedAgent(self.ecs)
+        self._subnets: dict[str, str] = {}
+        self._vpc = ""
+
+    # ---- ECS and EC2 ------------------------------------------------------------------------
+    def cluster(self, name: str) -> str:
+        arn: str = self.ecs.create_cluster(clusterName=name)["cluster"]["clusterArn"]
+        return arn
+
+    def hosts(self, cluster: str, count: int, az: str = "a") -> list[str]:
+        """Start `count` EC2 instances in zone `az` and register them as container instances."""
+        reservation = self.ec2.run_instances(
+            ImageId=_AMI, MinCount=count, MaxCount=count, InstanceType="m5.large", SubnetId=self.subnet(az)
+        )
+        arns = []
+        for instance in reservation["Instances"]:
+            document = json.dumps({"instanceId": instance["InstanceId"], "region": self.region})
+            registered = self.ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=document)
+            arns.append(registered["containerInstance"]["containerInstanceArn"])
+        return arns
+
+    def subnet(self, az: str) -> str:
+        """The subnet of zone `az` ("a", "b", ...) in one shared VPC, 10.0.<n>.0/24."""
+        if not self._vpc:
+            self._vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            # As in any VPC that runs ECS tasks; awsvpc ENIs get a private DNS name from it.
+            self.ec2.modify_vpc_attribute(VpcId=self._vpc, EnableDnsHostnames={"Value": True})
+        if az not in self._subnets:
+            index = string.ascii_lowercase.index(az) + 1
+            self._subnets[az] = self.ec2.create_subnet(
+                VpcId=self._vpc, CidrBlock=f"10.0.{index}.0/24", AvailabilityZone=f"{self.region}{az}"
+            )["Subnet"]["SubnetId"]
+        return self._subnets[az]
+
+    def task_definition(self, family: str, *containers: Container, network_mode: str = "bridge") -> str:
+        extra = {"requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512"} if network_mode == "awsvpc" else {}
+        arn: str = self.ecs.register_task_definition(
+            family=family,
+            networkMode=network_mode,
+            containerDefinitions=[c.definition() for c in containers],
+            **extra,
+        )["taskDefinition"]["taskDefinitionArn"]
+        return arn
+
+    def service(self, cluster: str, name: str, task_definition: str, hosts: list[str]) -> list[str]:
+        """Create a service and place one task per listed host, as the ECS scheduler would."""
+        self.ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=task_definition, desiredCount=len(hosts))
+        return self.place(cluster, task_definition, hosts, group=f"service:{name}")
+
+    def place(self, cluster: str, task_definition: str, hosts: list[str], group: str | None = None) -> list[str]:
+        """StartTask one task per listed host (standalone when `group` is None); the agent runs them."""
+        arns = []
+        extra = {"group": group} if group else {}
+        # StartTask takes at most 10 container instances per call.
+        for start in range(0, len(hosts), 10):
+            tasks = self.ecs.start_task(
+                cluster=cluster, taskDefinition=task_definition, containerInstances=hosts[start : start + 10], **extra
+            )["tasks"]
+            self.agent.start(cluster, tasks)
+            arns.extend(t["taskArn"] for t in tasks)
+        return arns
+
+    def fargate_service(self, cluster: str, name: str, task_definition: str, count: int, azs: str = "ab") -> list[str]:
+        """An awsvpc service on Fargate: each task gets its own ENI in a subnet of `azs`."""
+        self.ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=task_definition, desiredCount=count)
+        arns = []
+        for _, az in zip(range(count), cycle(azs)):
+            tasks = self.ecs.run_task(
+                cluster=cluster,
+                taskDefinition=task_definition,
+                launchType="FARGATE",
+                group=f"service:{name}",
+                networkConfiguration={"awsvpcConfiguration": {"subnets": [self.subnet(az)], "securityGroups": []}},
+            )["tasks"]
+            self.agent.start(cluster, tasks)
+            arns.extend(t["taskArn"] for t in tasks)
+        return arns
+
+    def pending(self, cluster: str, task_definition: str, host: str, group: str | None = None) -> str:
+        """Place a task that the agent has not started yet (PENDING, no bindings)."""
+        extra = {"group": group} if group else {}
+        task = self.ecs.start_task(cluster=cluster, taskDefinition=task_definition, containerInstances=[host], **extra)
+        arn: str = task["tasks"][0]["taskArn"]
+        return arn
+
+    def set_health(self, cluster: str, task_arn: str, status: str) -> None:
+        set_task_health(self.region, cluster, task_arn, status)
+
+    def drain(self, cluster: str, host: str) -> None:
+        self.ecs.update_container_instances_state(cluster=cluster, containerInstances=[host], status="DRAINING")
+
+    def stop(self, cluster: str, task_arn: str) -> None:
+        self.ecs.stop_task(cluster=cluster, task=task_arn, reason="stopped by the estate")
+
+    # ---- Cloud Map --------------------------------------------------------------------------
+    def namespace(self, name: str) -> str:
+        operation = self.cloudmap.create_http_namespace(Name=name)["OperationId"]
+        namespace_id: str = self.cloudmap.get_operation(OperationId=operation)["Operation"]["Targets"]["NAMESPACE"]
+        return namespace_id
+
+    def cloudmap_instance(self, namespace_id: str, service: str, instance: str, attributes: dict[str, str]) -> None:
+        services = self.cloudmap.list_services(Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id]}])
+        service_id = next((s["Id"] for s in services["Services"] if s["Name"] == service), None)
+        if service_id is None:
+            service_id = self.cloudmap.create_service(Name=service, NamespaceId=namespace_id)["Service"]["Id"]
+        self.cloudmap.register_instance(ServiceId=service_id, InstanceId=instance, Attributes=attributes)

@@ -1,0 +1,153 @@
+"""moto's server on loopback, with the ECS extension and a layer that injects AWS faults."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+# Set before moto's EC2 module loads: its default AMI catalogue costs seconds and is never used.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
+
+from discobridge.fakeaws import moto_ext  # noqa: E402
+
+StartResponse = Callable[..., Any]
+Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# EC2 (the query protocol) answers errors in XML; the JSON protocols (ECS, Cloud Map) in JSON.
+_EC2_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+    "<Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+)
+
+
+@dataclass
+class _Fault:
+    code: str
+    status: int
+    message: str
+    remaining: int | None
+
+
+class Faults:
+    """Makes named AWS operations fail with correctly shaped errors, for N calls or until cleared."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, _Fault] = {}
+        self.calls: dict[str, int] = {}
+
+    def fail(
+        self,
+        operation: str,
+        *,
+        code: str = "ServerException",
+        status: int = 500,
+        message: str = "injected fault",
+        times: int | None = None,
+    ) -> None:
+        with self._lock:
+            self._faults[operation] = _Fault(code, status, message, times)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def wrap(self, app: Wsgi) -> Wsgi:
+        def faulty(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            operation, is_query = _operation(environ)
+            fault = self._take(operation)
+            if fault is None:
+                return app(environ, start_response)
+            if is_query:
+                body = _EC2_ERROR.format(code=fault.code, message=fault.message).encode()
+                content_type = "text/xml"
+            else:
+                body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+                content_type = "application/x-amz-json-1.1"
+            start_response(f"{fault.status} Fault", [("Content-Type", content_type)])
+            return [body]
+
+        return faulty
+
+    def _take(self, operation: str) -> _Fault | None:
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            fault = self._faults.get(operation)
+            if fault is None:
+                return None
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    del self._faults[operation]
+            return fault
+
+
+def _operation(environ: dict[str, Any]) -> tuple[str, bool]:
+    """The AWS operation a request names: X-Amz-Target (JSON APIs) or Action= (EC2's query API)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1], False
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    return action, True
+
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # one line per AWS call would drown the demo's own output
+
+
+class FakeAws:
+    """A moto server on 127.0.0.1 (a free port by default), extended and fault-injectable."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host, self._port = host, port
+        self.faults = Faults()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakeAws.start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeAws:
+        moto_ext.install()
+        app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._host, self._port, app, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-aws", daemon=True)
+        self._thread.start()
+        return self
+
+    def reset(self) -> None:
+        """Forget every AWS resource and fault: each test starts from an empty account."""
+        self.faults.clear()
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
