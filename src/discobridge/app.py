@@ -1,0 +1,92 @@
+"""Composition root: builds config-driven objects, runs the pollers, stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import structlog
+from aiobotocore.session import AioSession
+
+from discobridge.aws import AwsClients
+from discobridge.config import Config
+from discobridge.metrics import Metrics
+from discobridge.poller import Poller
+from discobridge.snapshot import SnapshotStore
+from discobridge.sources.base import Source, gather_all
+from discobridge.sources.ecs import EcsSource
+
+log = structlog.get_logger(__name__)
+
+
+class Daemon:
+    """Everything one discobridge process runs, wired from a Config."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session: AioSession | None = None,
+        aws_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics.create()
+        self.aws = AwsClients(
+            config=config.aws, metrics=self.metrics, session=session, **(aws_options or {})
+        )
+        sources: list[tuple[Source, float]] = [
+            (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics),
+             config.ecs.poll_interval_s),
+        ]
+        self.store = SnapshotStore(sources=[s.name for s, _ in sources])
+        self.pollers = [
+            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval)
+            for s, interval in sources
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Daemon:
+        await self.aws.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_polling()
+        await self.aws.__aexit__(exc_type, exc, tb)
+
+    def start_polling(self) -> None:
+        self._tasks = [asyncio.create_task(p.run(), name=f"poller-{i}") for i, p in enumerate(self.pollers)]
+
+    async def stop_polling(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def refresh_all(self) -> bool:
+        """Refresh every source once; True when all succeeded."""
+        results = await gather_all(p.refresh_once() for p in self.pollers)
+        return all(results)
+
+
+async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = None) -> int:
+    """Run the daemon until SIGINT or SIGTERM, then stop cleanly and return the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Daemon(config) as daemon:
+        daemon.start_polling()
+        log.info("daemon_started", clusters=list(config.ecs.clusters), region=config.aws.region)
+        if on_ready:
+            on_ready(daemon)
+        await stop.wait()
+        log.info("daemon_stopping", generation=daemon.store.generation)
+    return 0

@@ -1,0 +1,116 @@
+"""Command line: parse argv, load the config, run a command, map failures to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from discobridge import __version__, app
+from discobridge.config import Config, ConfigError, load_config
+from discobridge.logs import configure_logging
+from discobridge.render.resolver import render_services
+from discobridge.snapshot import Snapshot
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="discobridge",
+        description="Service discovery for ECS tasks with dynamic host ports (DNS, HTTP, Eureka).",
+    )
+    parser.add_argument("--version", action="version", version=f"discobridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("run", "run the daemon until SIGINT or SIGTERM"),
+        ("snapshot", "poll AWS once and print every service with its endpoints"),
+        ("check", "validate a config file"),
+    ):
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
+        if name == "snapshot":
+            command.add_argument("--json", action="store_true", help="print JSON instead of text")
+    demo = commands.add_parser("demo", help="run against an embedded fake AWS estate (no account needed)")
+    demo.add_argument(
+        "--dir", default=".demo", type=Path, help="where the demo writes its config (default: .demo)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `discobridge` command; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args.dir)
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"discobridge: config error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "check":
+        print(f"{args.config}: ok")
+        return 0
+    if args.command == "snapshot":
+        configure_logging(format=config.log.format, level=_quiet(config.log.level))
+        return _run_async(_snapshot(config, as_json=args.json))
+    configure_logging(format=config.log.format, level=config.log.level)
+    return _run_async(app.run(config))
+
+
+def _quiet(level: str) -> str:
+    # One-shot commands print their result on stdout; only problems belong on stderr.
+    return level if level in ("warning", "error") else "warning"
+
+
+def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop  # optional speed-up: pip install 'discobridge[fast]'
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+async def _snapshot(config: Config, *, as_json: bool) -> int:
+    async with app.Daemon(config) as daemon:
+        ok = await daemon.refresh_all()
+        snapshot = daemon.store.current
+        if not ok or snapshot is None:
+            errors = [f"{s.source}: {s.last_error}" for s in daemon.store.status.values() if s.last_error]
+            print(f"discobridge: poll failed: {'; '.join(errors)}", file=sys.stderr)
+            return 1
+    print(_format_json(snapshot) if as_json else _format_text(snapshot))
+    return 0
+
+
+def _format_json(snapshot: Snapshot) -> str:
+    return json.dumps(
+        {"generation": snapshot.generation, "services": render_services(snapshot.services)}, indent=2
+    )
+
+
+def _format_text(snapshot: Snapshot) -> str:
+    lines: list[str] = []
+    for service in snapshot.services.values():
+        lines.append(f"{service.name}  ({len(service.endpoints)} endpoints)")
+        for e in service.endpoints:
+            lines.append(
+                f"  {e.address:<21} {e.health:<9} {e.az or '-':<11} {e.source:<8} "
+                f"cluster={e.cluster or '-'} task={e.task_id or '-'} container={e.container or '-'}"
+            )
+    return "\n".join(lines) if lines else "no services found"
+
+
+def _demo(directory: Path) -> int:
+    try:
+        from discobridge.fakeaws.demo import start_demo
+    except ImportError as exc:
+        print(f"discobridge: the demo needs the demo extra (pip install 'discobridge[demo]'): {exc}",
+              file=sys.stderr)
+        return 1
+    with start_demo(directory) as demo:
+        configure_logging(format="console", level="info")
+        print(demo.banner, flush=True)
+        return _run_async(app.run(demo.config))
