@@ -1,0 +1,111 @@
+"""The installed command end to end: the demo, `snapshot` against it, and `run` stopping on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from discobridge.fakeaws.estate import Container, Estate
+from discobridge.fakeaws.server import FakeAws
+from tests.conftest import ROOT
+
+COMMAND = [sys.executable, "-m", "discobridge"]
+
+
+def read_until(stream: object, marker: str, limit: int = 400) -> list[str]:
+    """Read lines until one contains `marker` (the process's own signal that it got there)."""
+    lines: list[str] = []
+    for _ in range(limit):
+        line = stream.readline()  # type: ignore[attr-defined]
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(lines)}")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    process = subprocess.Popen(
+        [*COMMAND, "demo", "--dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        lines = read_until(process.stdout, "config written to:")
+        path = Path(lines[-1].split("config written to:")[1].strip())
+        yield process, path
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            stream.close()  # type: ignore[union-attr]
+
+
+def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
+    demo: tuple[subprocess.Popen[str], Path],
+) -> None:
+    process, path = demo
+    assert path.is_file() and "endpoint_url" in path.read_text()
+    read_until(process.stderr, "source_refreshed")  # the daemon's first poll succeeded
+
+    result = subprocess.run([*COMMAND, "snapshot", "-c", str(path), "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = {s["name"]: s["endpoints"] for s in json.loads(result.stdout)["services"]}
+    assert set(services) == {"checkout", "node-exporter", "orders", "payments", "report-builder"}
+    orders = services["orders"]
+    assert {e["cluster"] for e in orders} == {"prod", "staging"}
+    assert {e["health"] for e in orders} == {"healthy", "unhealthy", "draining"}
+    assert all(32768 <= e["port"] < 61000 for e in orders)  # ephemeral host ports, not 8080
+    assert {e["port"] for e in services["node-exporter"]} == {9100}
+    assert {e["port"] for e in services["payments"]} == {8443}
+    assert {e["az"] for s in services.values() for e in s} == {"us-east-1a", "us-east-1b"}
+
+    text = subprocess.run([*COMMAND, "snapshot", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "orders  (4 endpoints)" in text.stdout
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
+
+
+def test_run_polls_until_sigterm_then_exits_zero(fake_aws: FakeAws, estate: Estate, tmp_path: Path) -> None:
+    estate.cluster("prod")
+    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
+    example = (ROOT / "config.example.toml").read_text()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        example.replace('# endpoint_url = "http://127.0.0.1:5000"', f'endpoint_url = "{fake_aws.url}"')
+        .replace("poll_interval_s = 10", "poll_interval_s = 0.2")
+    )
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = read_until(process.stderr, "source_refreshed")
+        event = json.loads(lines[-1])
+        assert event["source"] == "ecs" and event["endpoints"] == 1 and event["services"] == 1
+        assert event["level"] == "info" and "duration_s" in event and event["generation"] == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_snapshot_exits_one_with_the_error_when_aws_fails(fake_aws: FakeAws, tmp_path: Path) -> None:
+    fake_aws.faults.fail("ListClusters", code="AccessDeniedException", status=400, message="not allowed")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[aws]\nregion = "us-east-1"\nendpoint_url = "{fake_aws.url}"\n[dns]\nzone = "d.test"\n')
+    result = subprocess.run([*COMMAND, "snapshot", "-c", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "AccessDeniedException" in result.stderr and "ListClusters" in result.stderr
