@@ -13,9 +13,9 @@ from aiobotocore.session import AioSession, get_session
 # Nothing in a test may reach the EC2 metadata service (a non-loopback address).
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-from discobridge.config import Config, parse_config  # noqa: E402
-from discobridge.fakeaws.estate import Estate  # noqa: E402
-from discobridge.fakeaws.server import FakeAws  # noqa: E402
+from discobridge.config import Config, parse_config
+from discobridge.fakeaws.estate import Estate
+from discobridge.fakeaws.server import FakeAws
 
 ROOT = Path(__file__).resolve().parent.parent
 

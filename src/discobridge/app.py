@@ -35,17 +35,13 @@ class Daemon:
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
-        self.aws = AwsClients(
-            config=config.aws, metrics=self.metrics, session=session, **(aws_options or {})
-        )
+        self.aws = AwsClients(config=config.aws, metrics=self.metrics, session=session, **(aws_options or {}))
         sources: list[tuple[Source, float]] = [
-            (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics),
-             config.ecs.poll_interval_s),
+            (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
         ]
         self.store = SnapshotStore(sources=[s.name for s, _ in sources])
         self.pollers = [
-            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval)
-            for s, interval in sources
+            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval) for s, interval in sources
         ]
         self._tasks: list[asyncio.Task[None]] = []
 

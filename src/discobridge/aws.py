@@ -13,8 +13,8 @@ from typing import Any
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import BotoCoreError, ClientError
 from botocore import xform_name
+from botocore.exceptions import BotoCoreError, ClientError
 
 from discobridge.config import AwsConfig
 from discobridge.metrics import Metrics
@@ -38,9 +38,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "servicediscovery": frozenset({"ListNamespaces", "ListServices", "DiscoverInstances"}),
 }
 
-_THROTTLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException"}
-)
+_THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException"})
 
 
 class AwsCallError(Exception):
@@ -125,16 +123,14 @@ class AwsClients:
             code = str(error.get("Code") or "ClientError")
             outcome = "throttled" if code in _THROTTLE_CODES else code
             raise AwsCallError(operation, code, str(error.get("Message", ""))) from exc
-        except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BotoCoreError, OSError) as exc:
             outcome = type(exc).__name__
             raise AwsCallError(operation, outcome, str(exc)) from exc
         finally:
             self._metrics.aws_calls.labels(operation, outcome).inc()
             self._metrics.aws_call_duration.labels(operation).observe(time.monotonic() - started)
 
-    async def pages(
-        self, service: str, operation: str, token: str, **params: Any
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def pages(self, service: str, operation: str, token: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Yield every page of a paginated operation; `token` names its next-token field."""
         while True:
             page = await self.call(service, operation, **params)
@@ -143,3 +139,10 @@ class AwsClients:
             if not next_token:
                 return
             params[token] = next_token
+
+    async def collect(self, service: str, operation: str, key: str, token: str, **params: Any) -> list[Any]:
+        """Every item under `key` across all pages of a paginated operation."""
+        items: list[Any] = []
+        async for page in self.pages(service, operation, token, **params):
+            items.extend(page.get(key, []))
+        return items

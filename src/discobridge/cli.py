@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -34,9 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "snapshot":
             command.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo = commands.add_parser("demo", help="run against an embedded fake AWS estate (no account needed)")
-    demo.add_argument(
-        "--dir", default=".demo", type=Path, help="where the demo writes its config (default: .demo)"
-    )
+    demo.add_argument("--dir", default=".demo", type=Path, help="where the demo writes its config (default: .demo)")
     return parser
 
 
@@ -67,10 +66,11 @@ def _quiet(level: str) -> str:
 
 def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     try:
-        import uvloop  # optional speed-up: pip install 'discobridge[fast]'
+        import uvloop  # noqa: PLC0415 - optional speed-up: pip install 'discobridge[fast]'
     except ImportError:
         return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
+    result: int = uvloop.run(coroutine)
+    return result
 
 
 async def _snapshot(config: Config, *, as_json: bool) -> int:
@@ -81,14 +81,16 @@ async def _snapshot(config: Config, *, as_json: bool) -> int:
             errors = [f"{s.source}: {s.last_error}" for s in daemon.store.status.values() if s.last_error]
             print(f"discobridge: poll failed: {'; '.join(errors)}", file=sys.stderr)
             return 1
-    print(_format_json(snapshot) if as_json else _format_text(snapshot))
+    try:
+        print(_format_json(snapshot) if as_json else _format_text(snapshot), flush=True)
+    except BrokenPipeError:
+        # `discobridge snapshot | head` closed the pipe early: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
 def _format_json(snapshot: Snapshot) -> str:
-    return json.dumps(
-        {"generation": snapshot.generation, "services": render_services(snapshot.services)}, indent=2
-    )
+    return json.dumps({"generation": snapshot.generation, "services": render_services(snapshot.services)}, indent=2)
 
 
 def _format_text(snapshot: Snapshot) -> str:
@@ -105,10 +107,9 @@ def _format_text(snapshot: Snapshot) -> str:
 
 def _demo(directory: Path) -> int:
     try:
-        from discobridge.fakeaws.demo import start_demo
+        from discobridge.fakeaws.demo import start_demo  # noqa: PLC0415 - needs the demo extra
     except ImportError as exc:
-        print(f"discobridge: the demo needs the demo extra (pip install 'discobridge[demo]'): {exc}",
-              file=sys.stderr)
+        print(f"discobridge: the demo needs the demo extra (pip install 'discobridge[demo]'): {exc}", file=sys.stderr)
         return 1
     with start_demo(directory) as demo:
         configure_logging(format="console", level="info")

@@ -49,7 +49,7 @@ class Poller:
         """The wait before the next refresh: the interval ±10%, or exponential backoff on failure."""
         if failures == 0:
             return self._interval_s * self._jitter(0.9, 1.1)
-        backoff = min(self._interval_s, self._interval_s / 10 * 2 ** (failures - 1))
+        backoff = min(self._interval_s, self._interval_s / 10 * 2.0 ** (failures - 1))
         # Full jitter in the upper half: replicas that failed together do not retry together.
         return backoff * self._jitter(0.5, 1.0)
 

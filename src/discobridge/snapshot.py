@@ -47,8 +47,7 @@ def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
     # Numeric IPv4 order, so 10.0.0.9 sorts before 10.0.0.10.
     parts = endpoint.host_ip.split(".")
     key: tuple[int, ...] | str = (
-        tuple(int(p) for p in parts) if len(parts) == 4 and all(p.isdigit() for p in parts)
-        else endpoint.host_ip
+        tuple(int(p) for p in parts) if len(parts) == 4 and all(p.isdigit() for p in parts) else endpoint.host_ip
     )
     return key, endpoint.host_port
 
@@ -94,11 +93,9 @@ class SnapshotStore:
     def record_failure(self, source: SourceName, error: str) -> None:
         """Note a failed refresh; the source's last good result stays in the snapshot."""
         status = self._status[source]
-        self._status[source] = replace(
-            status, last_error=error, consecutive_failures=status.consecutive_failures + 1
-        )
+        self._status[source] = replace(status, last_error=error, consecutive_failures=status.consecutive_failures + 1)
 
-    async def wait_for(self, generation: int, timeout: float) -> Snapshot | None:
+    async def wait_for(self, generation: int, timeout: float) -> Snapshot | None:  # noqa: ASYNC109
         """Wait until a snapshot newer than `generation` is published; None on timeout."""
         try:
             async with asyncio.timeout(timeout):

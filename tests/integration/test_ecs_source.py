@@ -73,7 +73,11 @@ async def test_host_and_awsvpc_modes(estate: Estate, daemon: Daemon) -> None:
     )
     described = estate.ecs.describe_tasks(cluster="prod", tasks=payment_tasks)["tasks"]
     enis = {
-        d["value"] for t in described for a in t["attachments"] for d in a["details"] if d["name"] == "privateIPv4Address"
+        d["value"]
+        for t in described
+        for a in t["attachments"]
+        for d in a["details"]
+        if d["name"] == "privateIPv4Address"
     }
     awsvpc = daemon.store.current.services["payments"].endpoints  # type: ignore[union-attr]
     assert {(e.host_ip, e.host_port) for e in awsvpc} == {(ip, 8443) for ip in enis}

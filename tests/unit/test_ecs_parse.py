@@ -81,8 +81,11 @@ def _sidecar_first(labels: dict[str, str]) -> Change:
         )
         task["containers"].insert(
             0,
-            {"name": "envoy", "lastStatus": "RUNNING",
-             "networkBindings": [{"containerPort": 9901, "hostPort": 40001, "protocol": "tcp"}]},
+            {
+                "name": "envoy",
+                "lastStatus": "RUNNING",
+                "networkBindings": [{"containerPort": 9901, "hostPort": 40001, "protocol": "tcp"}],
+            },
         )
 
     return change
@@ -101,12 +104,25 @@ CASES: list[tuple[str, list[Change], object]] = [
     ("port-label-unbound", [_labels(discobridge_port="9999")], "port_label_not_bound"),
     ("port-label-garbage", [_labels(discobridge_port="http")], "bad_port_label"),
     ("sidecar-first-wins-without-labels", [_sidecar_first({})], ("orders-api", 40001, Health.HEALTHY)),
-    ("port-label-picks-later-container",
-     [_sidecar_first({}), lambda t, d: d["containerDefinitions"][1].update(dockerLabels={"discobridge.port": "8080"})],
-     ("orders-api", 49161, Health.HEALTHY)),
-    ("disabled-sidecar-is-skipped", [_sidecar_first({"discobridge.enable": "false"})], ("orders-api", 49161, Health.HEALTHY)),
+    (
+        "port-label-picks-later-container",
+        [
+            _sidecar_first({}),
+            lambda t, d: d["containerDefinitions"][1].update(dockerLabels={"discobridge.port": "8080"}),
+        ],
+        ("orders-api", 49161, Health.HEALTHY),
+    ),
+    (
+        "disabled-sidecar-is-skipped",
+        [_sidecar_first({"discobridge.enable": "false"})],
+        ("orders-api", 49161, Health.HEALTHY),
+    ),
     ("no-bindings-yet", [lambda t, d: t["containers"][0].update(networkBindings=[])], "no_port"),
-    ("udp-only", [lambda t, d: t["containers"][0].update(networkBindings=[t["containers"][0]["networkBindings"][0]])], "no_port"),
+    (
+        "udp-only",
+        [lambda t, d: t["containers"][0].update(networkBindings=[t["containers"][0]["networkBindings"][0]])],
+        "no_port",
+    ),
 ]
 
 

@@ -26,7 +26,9 @@ def test_build_groups_by_service_sorts_numerically_and_dedupes_with_ecs_first() 
         (ep("orders", "10.0.0.10", 80, SourceName.CLOUDMAP), ep("billing", "10.0.0.2", 7000, SourceName.CLOUDMAP)),
         1.0,
     )
-    ecs = SourceResult(SourceName.ECS, (ep("orders", "10.0.0.10", 80, cluster="prod"), ep("orders", "10.0.0.9", 81)), 1.0)
+    ecs = SourceResult(
+        SourceName.ECS, (ep("orders", "10.0.0.10", 80, cluster="prod"), ep("orders", "10.0.0.9", 81)), 1.0
+    )
     snapshot = build_snapshot([cloudmap, ecs], generation=7, built_at=2.0)
     assert list(snapshot.services) == ["billing", "orders"]
     orders = snapshot.services["orders"].endpoints
@@ -36,10 +38,16 @@ def test_build_groups_by_service_sorts_numerically_and_dedupes_with_ecs_first() 
 
 
 def test_serving_fails_open_when_no_endpoint_is_healthy() -> None:
-    result = SourceResult(SourceName.ECS, (
-        ep("a", "10.0.0.1", 1), ep("a", "10.0.0.2", 1, health=Health.DRAINING),
-        ep("b", "10.0.0.3", 1, health=Health.UNHEALTHY), ep("b", "10.0.0.4", 1, health=Health.DRAINING),
-    ), 0.0)
+    result = SourceResult(
+        SourceName.ECS,
+        (
+            ep("a", "10.0.0.1", 1),
+            ep("a", "10.0.0.2", 1, health=Health.DRAINING),
+            ep("b", "10.0.0.3", 1, health=Health.UNHEALTHY),
+            ep("b", "10.0.0.4", 1, health=Health.DRAINING),
+        ),
+        0.0,
+    )
     services = build_snapshot([result], 1, 0.0).services
     assert [e.host_ip for e in services["a"].serving] == ["10.0.0.1"]
     assert [e.host_ip for e in services["b"].serving] == ["10.0.0.3", "10.0.0.4"]

@@ -71,6 +71,6 @@ def set_task_health(region: str, cluster: str, task_arn: str, status: str, accou
     task_id = task_arn.rsplit("/", 1)[-1]
     for arn, task in ecs_backends[account][region].tasks[cluster].items():
         if arn.rsplit("/", 1)[-1] == task_id:
-            task.health_status = status
+            task.health_status = status  # type: ignore[attr-defined]  # moto serialises any attribute
             return
     raise KeyError(task_arn)

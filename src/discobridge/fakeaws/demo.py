@@ -63,7 +63,11 @@ def seed_demo(estate: Estate) -> None:
             namespace,
             "billing",
             f"billing-{index}",
-            {"AWS_INSTANCE_IPV4": f"10.0.{index}.200", "AWS_INSTANCE_PORT": "7000", "AVAILABILITY_ZONE": f"us-east-1{az}"},
+            {
+                "AWS_INSTANCE_IPV4": f"10.0.{index}.200",
+                "AWS_INSTANCE_PORT": "7000",
+                "AVAILABILITY_ZONE": f"us-east-1{az}",
+            },
         )
 
 
@@ -113,7 +117,7 @@ def start_demo(directory: Path) -> Iterator[Demo]:
 def _banner(path: Path, url: str) -> str:
     command = f"{sys.executable} -m discobridge"
     return f"""
-discobridge demo: a fake AWS with 2 ECS clusters, 4 hosts in 2 zones and 7 services runs at {url}
+discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
 config written to: {path}
 
 Try, in another terminal, while this runs:

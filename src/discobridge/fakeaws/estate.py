@@ -65,7 +65,7 @@ class Estate:
         reservation = self.ec2.run_instances(
             ImageId=_AMI, MinCount=count, MaxCount=count, InstanceType="m5.large", SubnetId=self.subnet(az)
         )
-        arns = []
+        arns: list[str] = []
         for instance in reservation["Instances"]:
             document = json.dumps({"instanceId": instance["InstanceId"], "region": self.region})
             registered = self.ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=document)
@@ -86,7 +86,9 @@ class Estate:
         return self._subnets[az]
 
     def task_definition(self, family: str, *containers: Container, network_mode: str = "bridge") -> str:
-        extra = {"requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512"} if network_mode == "awsvpc" else {}
+        extra = (
+            {"requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512"} if network_mode == "awsvpc" else {}
+        )
         arn: str = self.ecs.register_task_definition(
             family=family,
             networkMode=network_mode,
@@ -97,12 +99,14 @@ class Estate:
 
     def service(self, cluster: str, name: str, task_definition: str, hosts: list[str]) -> list[str]:
         """Create a service and place one task per listed host, as the ECS scheduler would."""
-        self.ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=task_definition, desiredCount=len(hosts))
+        self.ecs.create_service(
+            cluster=cluster, serviceName=name, taskDefinition=task_definition, desiredCount=len(hosts)
+        )
         return self.place(cluster, task_definition, hosts, group=f"service:{name}")
 
     def place(self, cluster: str, task_definition: str, hosts: list[str], group: str | None = None) -> list[str]:
         """StartTask one task per listed host (standalone when `group` is None); the agent runs them."""
-        arns = []
+        arns: list[str] = []
         extra = {"group": group} if group else {}
         # StartTask takes at most 10 container instances per call.
         for start in range(0, len(hosts), 10):
@@ -116,7 +120,7 @@ class Estate:
     def fargate_service(self, cluster: str, name: str, task_definition: str, count: int, azs: str = "ab") -> list[str]:
         """An awsvpc service on Fargate: each task gets its own ENI in a subnet of `azs`."""
         self.ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=task_definition, desiredCount=count)
-        arns = []
+        arns: list[str] = []
         for _, az in zip(range(count), cycle(azs)):
             tasks = self.ecs.run_task(
                 cluster=cluster,

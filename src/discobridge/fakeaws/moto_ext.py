@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import moto
@@ -27,18 +27,12 @@ MOTO_VERSION = "5.2.5"
 _MAX_DESCRIBE = 100
 _MAX_PAGE = 100
 
-_installed = False
 
-
+@functools.cache
 def install() -> None:
     """Patch moto's ECS once per process; raise if moto is not the pinned version."""
-    global _installed
-    if _installed:
-        return
     if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"discobridge.fakeaws extends moto {MOTO_VERSION} internals, found moto {moto.__version__}"
-        )
+        raise RuntimeError(f"discobridge.fakeaws extends moto {MOTO_VERSION} internals, found moto {moto.__version__}")
     Task.__init__ = _with_all_containers(Task.__init__)  # type: ignore[method-assign]
     # Real tasks change state when the agent reports it, not each time someone describes them.
     Task.advance = lambda self: None  # type: ignore[method-assign]
@@ -48,18 +42,13 @@ def install() -> None:
     responses.submit_container_state_change = _respond_submit_container_state_change
     responses.list_tasks = _paginated(responses.list_tasks, "taskArns", default_status="RUNNING")
     responses.list_clusters = _paginated(responses.list_clusters, "clusterArns")
-    responses.list_container_instances = _paginated(
-        responses.list_container_instances, "containerInstanceArns"
-    )
+    responses.list_container_instances = _paginated(responses.list_container_instances, "containerInstanceArns")
     responses.describe_tasks = _limited(_with_missing_failures(responses.describe_tasks), "tasks")
-    responses.describe_container_instances = _limited(
-        responses.describe_container_instances, "containerInstances"
-    )
-    _installed = True
+    responses.describe_container_instances = _limited(responses.describe_container_instances, "containerInstances")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _with_all_containers(original: Callable[..., None]) -> Callable[..., None]:

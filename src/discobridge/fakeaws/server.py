@@ -15,14 +15,14 @@ from urllib.parse import parse_qs
 # Set before moto's EC2 module loads: its default AMI catalogue costs seconds and is never used.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
-from moto.moto_server.werkzeug_app import (  # noqa: E402
+from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
+from werkzeug.serving import BaseWSGIServer, make_server
 
-from discobridge.fakeaws import moto_ext  # noqa: E402
+from discobridge.fakeaws import moto_ext
 
 StartResponse = Callable[..., Any]
 Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -126,14 +126,12 @@ class FakeAws:
     def url(self) -> str:
         assert self._server is not None, "FakeAws.start() first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeAws:
         moto_ext.install()
         app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            self._host, self._port, app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = make_server(self._host, self._port, app, threaded=True, request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-aws", daemon=True)
         self._thread.start()
         return self
@@ -141,8 +139,8 @@ class FakeAws:
     def reset(self) -> None:
         """Forget every AWS resource and fault: each test starts from an empty account."""
         self.faults.clear()
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - our URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
 
     def stop(self) -> None:

@@ -12,7 +12,7 @@ from discobridge.aws import AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, SourceName
 from discobridge.sources.base import gather_all
-from discobridge.sources.ecs_parse import HostInfo, is_running, last_segment, parse_task
+from discobridge.sources.ecs_parse import HostInfo, is_running, parse_task
 
 log = structlog.get_logger(__name__)
 
@@ -29,47 +29,40 @@ def batches(items: Sequence[T], size: int = BATCH) -> list[Sequence[T]]:
 
 
 async def fetch_cluster_arns(aws: AwsClients) -> list[str]:
-    arns: list[str] = []
-    async for page in aws.pages("ecs", "ListClusters", "nextToken"):
-        arns.extend(page.get("clusterArns", []))
-    return arns
+    return await aws.collect("ecs", "ListClusters", "clusterArns", "nextToken")
 
 
 async def fetch_task_arns(aws: AwsClients, cluster: str) -> list[str]:
-    arns: list[str] = []
-    pages = aws.pages("ecs", "ListTasks", "nextToken", cluster=cluster, desiredStatus="RUNNING")
-    async for page in pages:
-        arns.extend(page.get("taskArns", []))
-    return arns
-
-
-async def fetch_tasks(aws: AwsClients, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
-    """Describe tasks; ARNs that ECS reports in failures[] (MISSING: already gone) are left out."""
-    responses = await gather_all(
-        aws.call("ecs", "DescribeTasks", cluster=cluster, tasks=list(batch))
-        for batch in batches(arns)
-    )
-    return [task for response in responses for task in response.get("tasks", [])]
+    return await aws.collect("ecs", "ListTasks", "taskArns", "nextToken", cluster=cluster, desiredStatus="RUNNING")
 
 
 async def fetch_draining_instances(aws: AwsClients, cluster: str) -> set[str]:
     # Container-instance status changes over time, unlike its EC2 id, so it is listed each poll:
     # one call per cluster instead of re-describing every cached instance.
-    arns: set[str] = set()
-    pages = aws.pages("ecs", "ListContainerInstances", "nextToken", cluster=cluster, status="DRAINING")
-    async for page in pages:
-        arns.update(page.get("containerInstanceArns", []))
-    return arns
+    arns = await aws.collect(
+        "ecs", "ListContainerInstances", "containerInstanceArns", "nextToken", cluster=cluster, status="DRAINING"
+    )
+    return set(arns)
 
 
-async def fetch_container_instances(
-    aws: AwsClients, cluster: str, arns: Sequence[str]
+async def _describe_in_batches(
+    aws: AwsClients, operation: str, ids_param: str, key: str, ids: Sequence[str], **params: Any
 ) -> list[dict[str, Any]]:
     responses = await gather_all(
-        aws.call("ecs", "DescribeContainerInstances", cluster=cluster, containerInstances=list(b))
-        for b in batches(arns)
+        aws.call("ecs", operation, **params, **{ids_param: list(batch)}) for batch in batches(ids)
     )
-    return [ci for response in responses for ci in response.get("containerInstances", [])]
+    return [item for response in responses for item in response.get(key, [])]
+
+
+async def fetch_tasks(aws: AwsClients, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    """Describe tasks; ARNs that ECS reports in failures[] (MISSING: already gone) are left out."""
+    return await _describe_in_batches(aws, "DescribeTasks", "tasks", "tasks", arns, cluster=cluster)
+
+
+async def fetch_container_instances(aws: AwsClients, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    return await _describe_in_batches(
+        aws, "DescribeContainerInstances", "containerInstances", "containerInstances", arns, cluster=cluster
+    )
 
 
 async def fetch_ec2_instances(aws: AwsClients, instance_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -141,15 +134,12 @@ class EcsSource:
             if task["taskDefinitionArn"] not in self._task_definitions:
                 new_definitions.add(task["taskDefinitionArn"])
         described = await gather_all(
-            fetch_container_instances(self._aws, cluster, sorted(set(arns)))
-            for cluster, arns in new_instances.items()
+            fetch_container_instances(self._aws, cluster, sorted(set(arns))) for cluster, arns in new_instances.items()
         )
         for ci in (ci for found in described for ci in found):
             self._instance_of[ci["containerInstanceArn"]] = ci["ec2InstanceId"]
         await self._learn_hosts()
-        definitions = await gather_all(
-            fetch_task_definition(self._aws, arn) for arn in sorted(new_definitions)
-        )
+        definitions = await gather_all(fetch_task_definition(self._aws, arn) for arn in sorted(new_definitions))
         for definition in definitions:
             self._task_definitions[definition["taskDefinitionArn"]] = definition
 
@@ -164,9 +154,7 @@ class EcsSource:
                 az=instance.get("Placement", {}).get("AvailabilityZone", ""),
             )
 
-    def _parse(
-        self, tasks: Iterable[dict[str, Any]], draining: set[str]
-    ) -> tuple[tuple[Endpoint, ...], Counter[str]]:
+    def _parse(self, tasks: Iterable[dict[str, Any]], draining: set[str]) -> tuple[tuple[Endpoint, ...], Counter[str]]:
         endpoints: list[Endpoint] = []
         skipped: Counter[str] = Counter()
         for task in tasks:
@@ -187,6 +175,4 @@ class EcsSource:
         self._instance_of = {k: v for k, v in self._instance_of.items() if k in used_instances}
         used_hosts = set(self._instance_of.values())
         self._hosts = {k: v for k, v in self._hosts.items() if k in used_hosts}
-        self._task_definitions = {
-            k: v for k, v in self._task_definitions.items() if k in used_definitions
-        }
+        self._task_definitions = {k: v for k, v in self._task_definitions.items() if k in used_definitions}

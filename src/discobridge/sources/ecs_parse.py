@@ -151,9 +151,7 @@ def _task_eni_ip(task: Mapping[str, Any]) -> str:
     return ""
 
 
-def _service_name(
-    task: Mapping[str, Any], task_definition: Mapping[str, Any], labels: Mapping[str, str]
-) -> str:
+def _service_name(task: Mapping[str, Any], task_definition: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     if labels.get(LABEL_NAME, "").strip():
         return normalize_service_name(labels[LABEL_NAME].strip())
     group = str(task.get("group") or "")
