@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,15 @@ from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+async def no_task_left_running() -> AsyncIterator[None]:
+    """Fail a test that leaves an asyncio task running (the asyncio cousin of Go's goleak)."""
+    yield
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not leaked, f"tasks left running: {leaked}"
 
 
 @pytest.fixture(scope="session")
