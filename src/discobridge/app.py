@@ -14,9 +14,11 @@ from aiobotocore.session import AioSession
 
 from discobridge.aws import AwsClients
 from discobridge.config import Config
+from discobridge.frontends.dns import DnsFrontend
 from discobridge.metrics import Metrics
 from discobridge.poller import Poller
-from discobridge.snapshot import SnapshotStore
+from discobridge.render.dns import DnsRenderer
+from discobridge.snapshot import Renderers, SnapshotStore
 from discobridge.sources.base import Source, gather_all
 from discobridge.sources.ecs import EcsSource
 
@@ -39,7 +41,9 @@ class Daemon:
         sources: list[tuple[Source, float]] = [
             (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
         ]
-        self.store = SnapshotStore(sources=[s.name for s, _ in sources])
+        renderers = Renderers(dns=DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s))
+        self.store = SnapshotStore(sources=[s.name for s, _ in sources], renderers=renderers)
+        self.dns = DnsFrontend(store=self.store, metrics=self.metrics, listen=config.dns.listen)
         self.pollers = [
             Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval) for s, interval in sources
         ]
@@ -53,7 +57,13 @@ class Daemon:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_polling()
+        await self.dns.stop()
         await self.aws.__aexit__(exc_type, exc, tb)
+
+    async def serve(self) -> None:
+        """Open every listener, then start polling: clients get SERVFAIL/503 until the first poll."""
+        await self.dns.start()
+        self.start_polling()
 
     def start_polling(self) -> None:
         self._tasks = [asyncio.create_task(p.run(), name=f"poller-{i}") for i, p in enumerate(self.pollers)]
@@ -79,7 +89,7 @@ async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = Non
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Daemon(config) as daemon:
-        daemon.start_polling()
+        await daemon.serve()
         log.info("daemon_started", clusters=list(config.ecs.clusters), region=config.aws.region)
         if on_ready:
             on_ready(daemon)

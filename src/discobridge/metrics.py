@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +63,22 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+    def count_from(
+        self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], Mapping[Any, int]]
+    ) -> None:
+        """Export counts kept in a plain dict by a hot path, read only when Prometheus scrapes."""
+        self.registry.register(_CountsCollector(name, documentation, labels, read))
+
+
+class _CountsCollector(Collector):
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], Mapping[Any, int]]
+    ) -> None:
+        self._name, self._documentation, self._labels, self._read = name, documentation, list(labels), read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for key, value in sorted(self._read().items()):
+            family.add_metric(list(key), value)
+        yield family

@@ -9,13 +9,24 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from discobridge.model import Endpoint, Service, SourceName, SourceResult
+from discobridge.render.dns import DnsAnswers
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """What every frontend serves: the services, and their answers already rendered to bytes."""
+
     generation: int
     services: Mapping[str, Service]
     built_at: float
+    dns: DnsAnswers
+
+
+@dataclass(frozen=True, slots=True)
+class Renderers:
+    """Turn services into a frontend's bytes; called once per snapshot, never per request."""
+
+    dns: Callable[[Mapping[str, Service], int], DnsAnswers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +40,7 @@ class SourceStatus:
     endpoints: int = 0
 
 
-def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: float) -> Snapshot:
+def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: float, renderers: Renderers) -> Snapshot:
     """Merge source results into services; the first source listing an ip:port wins (ECS first)."""
     by_service: dict[str, dict[tuple[str, int], Endpoint]] = {}
     for result in sorted(results, key=lambda r: list(SourceName).index(r.source)):
@@ -40,7 +51,8 @@ def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: f
         name: Service(name, tuple(sorted(found.values(), key=_endpoint_order)))
         for name, found in sorted(by_service.items())
     }
-    return Snapshot(generation, MappingProxyType(services), built_at)
+    frozen = MappingProxyType(services)
+    return Snapshot(generation, frozen, built_at, dns=renderers.dns(frozen, generation))
 
 
 def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
@@ -55,8 +67,15 @@ def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
 class SnapshotStore:
     """Holds the current snapshot; publishing swaps one reference, so readers never see a mix."""
 
-    def __init__(self, *, sources: Iterable[SourceName], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        sources: Iterable[SourceName],
+        renderers: Renderers,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._clock = clock
+        self._renderers = renderers
         self._results: dict[SourceName, SourceResult] = {}
         self._status = {s: SourceStatus(s) for s in sources}
         # Set and replaced on every publish: waiters hold the event of the generation they saw.
@@ -85,7 +104,7 @@ class SnapshotStore:
         self._results[result.source] = result
         if self.current is not None and previous is not None and previous.endpoints == result.endpoints:
             return False
-        self.current = build_snapshot(self._results.values(), self.generation + 1, self._clock())
+        self.current = build_snapshot(self._results.values(), self.generation + 1, self._clock(), self._renderers)
         self._published.set()
         self._published = asyncio.Event()
         return True

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from discobridge.fakeaws.estate import Container, Estate
@@ -83,24 +86,73 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
     assert process.wait(timeout=15) == 0
 
 
-def test_run_polls_until_sigterm_then_exits_zero(fake_aws: FakeAws, estate: Estate, tmp_path: Path) -> None:
-    estate.cluster("prod")
-    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
-    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
-    example = (ROOT / "config.example.toml").read_text()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        example.replace('# endpoint_url = "http://127.0.0.1:5000"', f'endpoint_url = "{fake_aws.url}"').replace(
-            "poll_interval_s = 10", "poll_interval_s = 0.2"
-        )
+def example_config(tmp_path: Path, endpoint_url: str) -> Path:
+    """config.example.toml pointed at the fake AWS, polling fast, listening on loopback only."""
+    text = (
+        (ROOT / "config.example.toml")
+        .read_text()
+        .replace('# endpoint_url = "http://127.0.0.1:5000"', f'endpoint_url = "{endpoint_url}"')
+        .replace("poll_interval_s = 10", "poll_interval_s = 0.2")
+        .replace('listen = ["0.0.0.0:53"]', 'listen = ["127.0.0.1:0"]')
+        .replace('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:0"')
     )
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def events(lines: list[str]) -> dict[str, dict[str, object]]:
+    parsed = (json.loads(line) for line in lines if line.startswith("{"))
+    return {event["event"]: event for event in parsed}
+
+
+def dig(port: int, *args: str) -> list[str]:
+    result = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=2", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [line for line in result.stdout.splitlines() if line]
+
+
+@pytest.fixture
+def dig_available() -> None:
+    if shutil.which("dig") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dig is missing: .ci/run installs bind9-dnsutils")
+        pytest.skip("dig is not installed (apt-get install bind9-dnsutils)")
+
+
+def test_run_serves_dns_from_ecs_until_sigterm_then_exits_zero(
+    fake_aws: FakeAws, estate: Estate, tmp_path: Path, dig_available: None
+) -> None:
+    estate.cluster("prod")
+    hosts = estate.hosts("prod", 2)
+    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    tasks = estate.service("prod", "orders", definition, hosts)
+    described = estate.ecs.describe_tasks(cluster="prod", tasks=tasks)["tasks"]
+    ports = sorted(str(t["containers"][0]["networkBindings"][0]["hostPort"]) for t in described)
+
+    config = example_config(tmp_path, fake_aws.url)
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
     process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        lines = read_until(process.stderr, "source_refreshed")
-        event = json.loads(lines[-1])
-        assert event["source"] == "ecs" and event["endpoints"] == 1 and event["services"] == 1
-        assert event["level"] == "info" and "duration_s" in event and event["generation"] == 1
+        seen = events(read_until(process.stderr, "source_refreshed"))
+        refreshed = seen["source_refreshed"]
+        assert refreshed["source"] == "ecs" and refreshed["endpoints"] == 2 and refreshed["services"] == 1
+        assert refreshed["level"] == "info" and "duration_s" in refreshed and refreshed["generation"] == 1
+        port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
+
+        zone = "discobridge.internal"
+        srv = dig(port, f"orders.{zone}", "SRV")
+        assert sorted(line.split()[2] for line in srv) == ports
+        assert len(dig(port, f"orders.prod.{zone}", "A")) == 2
+        assert len(dig(port, f"_orders._tcp.{zone}", "SRV")) == 2
+        answer = dns.query.udp(dns.message.make_query(f"orders.{zone}", "TXT"), "127.0.0.1", port=port, timeout=2)
+        assert sorted(item.to_text().strip('"').rsplit(":")[1] for item in answer.answer[0]) == ports
+
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

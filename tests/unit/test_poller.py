@@ -10,6 +10,7 @@ from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health, SourceName
 from discobridge.poller import Poller
 from discobridge.snapshot import SnapshotStore
+from tests.conftest import renderers
 
 GOOD = (Endpoint("orders", "10.0.0.1", 32768, Health.HEALTHY, "us-east-1a", SourceName.ECS),)
 
@@ -36,7 +37,7 @@ class ScriptedSource:
 
 
 def make(source: ScriptedSource, **kw: float) -> tuple[Poller, SnapshotStore, Metrics]:
-    store, metrics = SnapshotStore(sources=[SourceName.ECS]), Metrics.create()
+    store, metrics = SnapshotStore(sources=[SourceName.ECS], renderers=renderers()), Metrics.create()
     poller = Poller(source=source, store=store, metrics=metrics, interval_s=10.0, jitter=lambda lo, hi: hi, **kw)
     return poller, store, metrics
 
@@ -73,7 +74,7 @@ def test_delay_is_interval_with_jitter_then_exponential_backoff_capped_at_interv
 
 async def test_run_refreshes_again_after_a_failure_until_cancelled() -> None:
     source = ScriptedSource(GOOD, RuntimeError("boom"), GOOD, GOOD)
-    store, metrics = SnapshotStore(sources=[SourceName.ECS]), Metrics.create()
+    store, metrics = SnapshotStore(sources=[SourceName.ECS], renderers=renderers()), Metrics.create()
     poller = Poller(source=source, store=store, metrics=metrics, interval_s=0.001)
     task = asyncio.create_task(poller.run())
     await asyncio.wait_for(source.used_up.wait(), timeout=5)

@@ -6,6 +6,7 @@ import asyncio
 
 from discobridge.model import Endpoint, Health, SourceName, SourceResult
 from discobridge.snapshot import SnapshotStore, build_snapshot
+from tests.conftest import renderers
 
 
 def ep(service: str, ip: str, port: int, source: SourceName = SourceName.ECS, **kw: object) -> Endpoint:
@@ -29,7 +30,7 @@ def test_build_groups_by_service_sorts_numerically_and_dedupes_with_ecs_first() 
     ecs = SourceResult(
         SourceName.ECS, (ep("orders", "10.0.0.10", 80, cluster="prod"), ep("orders", "10.0.0.9", 81)), 1.0
     )
-    snapshot = build_snapshot([cloudmap, ecs], generation=7, built_at=2.0)
+    snapshot = build_snapshot([cloudmap, ecs], generation=7, built_at=2.0, renderers=renderers())
     assert list(snapshot.services) == ["billing", "orders"]
     orders = snapshot.services["orders"].endpoints
     assert [(e.host_ip, e.host_port) for e in orders] == [("10.0.0.9", 81), ("10.0.0.10", 80)]
@@ -48,14 +49,14 @@ def test_serving_fails_open_when_no_endpoint_is_healthy() -> None:
         ),
         0.0,
     )
-    services = build_snapshot([result], 1, 0.0).services
+    services = build_snapshot([result], 1, 0.0, renderers()).services
     assert [e.host_ip for e in services["a"].serving] == ["10.0.0.1"]
     assert [e.host_ip for e in services["b"].serving] == ["10.0.0.3", "10.0.0.4"]
 
 
 async def test_store_bumps_generation_only_on_change_and_keeps_data_on_failure() -> None:
     clock = FakeClock()
-    store = SnapshotStore(sources=[SourceName.ECS], clock=clock)
+    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers(), clock=clock)
     assert store.current is None and store.generation == 0 and store.age_s() is None
 
     endpoints = (ep("orders", "10.0.0.1", 32768),)
@@ -80,7 +81,7 @@ async def test_store_bumps_generation_only_on_change_and_keeps_data_on_failure()
 
 
 async def test_wait_for_returns_on_publish_and_none_on_timeout() -> None:
-    store = SnapshotStore(sources=[SourceName.ECS])
+    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers())
     assert await store.wait_for(0, timeout=0.01) is None
 
     waiter = asyncio.create_task(store.wait_for(0, timeout=5))

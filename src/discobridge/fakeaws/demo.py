@@ -116,13 +116,19 @@ def start_demo(directory: Path) -> Iterator[Demo]:
 
 def _banner(path: Path, url: str) -> str:
     command = f"{sys.executable} -m discobridge"
+    dns_host, dns_port = DEMO_DNS.rsplit(":", 1)
+    dig = f"dig @{dns_host} -p {dns_port}"
     return f"""
 discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
 config written to: {path}
 
 Try, in another terminal, while this runs:
   {command} snapshot -c {path}
-  {command} snapshot -c {path} --json
+  {dig} orders.{DEMO_ZONE} SRV          # every task's host port
+  {dig} orders.{DEMO_ZONE} A +short     # host IPs of the healthy tasks
+  {dig} orders.{DEMO_ZONE} TXT +short   # "ip:port" per healthy task
+  {dig} _checkout._tcp.{DEMO_ZONE} SRV  # RFC 2782 form, for HAProxy, nginx, Java
+  {dig} orders.staging.{DEMO_ZONE} SRV  # one cluster only
 
 Stop with Ctrl-C.
 """

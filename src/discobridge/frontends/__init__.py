@@ -1,0 +1,1 @@
+"""Frontends serve the current snapshot to clients; they never call AWS."""

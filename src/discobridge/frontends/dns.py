@@ -1,0 +1,175 @@
+"""DNS over UDP and TCP on every configured address, answering from precomputed bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from discobridge.config import HostPort
+from discobridge.frontends.dns_answer import DnsResponder
+from discobridge.metrics import Metrics
+from discobridge.snapshot import SnapshotStore
+
+log = structlog.get_logger(__name__)
+
+TCP_IDLE_S = 10.0  # RFC 7766 suggests seconds, not minutes, for idle DNS-over-TCP connections
+TCP_MAX_CONNECTIONS = 512
+# Room for bursts of queries while the loop is busy (the kernel caps it at net.core.rmem_max).
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+# asyncio reads each datagram into a buffer of this size (256 KiB by default, which costs more
+# than the whole answer); EDNS queries are a few hundred bytes.
+UDP_READ_SIZE = 4096
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, responder: DnsResponder) -> None:
+        self._respond = responder.respond
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        if hasattr(transport, "max_size"):  # asyncio's selector transport; uvloop has no such cost
+            transport.max_size = UDP_READ_SIZE
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            reply = self._respond(data, udp=True)
+        except Exception:
+            log.debug("dns_query_failed", exc_info=True)
+            return
+        if reply is not None and self._transport is not None:
+            self._transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("dns_udp_error", error=str(exc))
+
+
+class _Tcp(asyncio.Protocol):
+    """Length-prefixed queries (RFC 1035 4.2.2); all complete ones in a read get one write."""
+
+    def __init__(self, frontend: DnsFrontend) -> None:
+        self._frontend = frontend
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        if not self._frontend.admit(self):
+            transport.close()
+            return
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        replies = []
+        while len(self._buffer) >= 2:
+            (size,) = struct.unpack_from("!H", self._buffer)
+            if len(self._buffer) < 2 + size:
+                break
+            message = bytes(self._buffer[2 : 2 + size])
+            del self._buffer[: 2 + size]
+            try:
+                reply = self._frontend.responder.respond(message, udp=False)
+            except Exception:
+                log.debug("dns_query_failed", exc_info=True)
+                reply = None
+            if reply is not None:
+                replies.append(struct.pack("!H", len(reply)) + reply)
+        if replies and self._transport is not None:
+            self._transport.write(b"".join(replies))
+        self._arm_idle_timer()
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()  # a client that does not read gets no more answers
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._frontend.release(self)
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._transport is not None:
+            self._idle = asyncio.get_running_loop().call_later(self._frontend.tcp_idle_s, self._transport.close)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class DnsFrontend:
+    """Serves the store's snapshot over DNS on each listen address, UDP and TCP."""
+
+    def __init__(
+        self,
+        *,
+        store: SnapshotStore,
+        metrics: Metrics,
+        listen: Sequence[HostPort],
+        tcp_idle_s: float = TCP_IDLE_S,
+        tcp_max_connections: int = TCP_MAX_CONNECTIONS,
+    ) -> None:
+        self.responder = DnsResponder(current=lambda: store.current)
+        self.tcp_idle_s = tcp_idle_s
+        self._tcp_max_connections = tcp_max_connections
+        self._listen = list(listen)
+        self._connections: set[_Tcp] = set()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self.addresses: list[HostPort] = []
+        metrics.count_from(
+            "discobridge_dns_queries",
+            "DNS queries answered, by query type and response code.",
+            ["qtype", "rcode"],
+            lambda: self.responder.counts,
+        )
+
+    async def start(self) -> None:
+        """Bind every address (UDP first, then TCP on the same port); raise if one cannot be bound."""
+        loop = asyncio.get_running_loop()
+        for address in self._listen:
+            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self.responder), local_addr=(address.host, address.port), family=family
+            )
+            self._udp.append(transport)
+            port = transport.get_extra_info("sockname")[1]
+            server = await loop.create_server(lambda: _Tcp(self), address.host, port, family=family)
+            self._tcp.append(server)
+            self.addresses.append(HostPort(address.host, port))
+        log.info("dns_listening", addresses=[str(a) for a in self.addresses])
+
+    async def stop(self) -> None:
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            server.close()
+        for connection in list(self._connections):
+            connection.close()
+        for server in self._tcp:
+            await server.wait_closed()
+        self._udp, self._tcp = [], []
+
+    def admit(self, connection: _Tcp) -> bool:
+        if len(self._connections) >= self._tcp_max_connections:
+            return False
+        self._connections.add(connection)
+        return True
+
+    def release(self, connection: _Tcp) -> None:
+        self._connections.discard(connection)

@@ -1,0 +1,209 @@
+"""Answers DNS queries from the current snapshot's precomputed bytes, without parsing on a hit.
+
+A reply depends only on the query bytes after the 2-byte id (flags, question in the client's
+case, EDNS size), so a bounded memo maps those bytes to finished replies, cleared whenever the
+snapshot changes. A miss parses the header and question by hand; only a question with compressed
+names goes through dnslib.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dnslib import DNSRecord
+
+from discobridge.render.dns import Answer, DnsAnswers
+from discobridge.snapshot import Snapshot
+
+_HEADER = struct.Struct("!6H")
+_COUNTS = struct.Struct("!5H")
+_QR, _AA, _TC, _RD = 0x8000, 0x0400, 0x0200, 0x0100
+FORMERR, SERVFAIL, NOTIMP, REFUSED = 1, 2, 4, 5
+_OPT_TYPE, _IN, _ANY_CLASS, _AXFR, _IXFR = 41, 1, 255, 252, 251
+# Our own EDNS buffer size (DNS flag day 2020): large enough for most answers, small enough not
+# to fragment. Answers to clients without EDNS stop at 512 bytes (RFC 1035).
+UDP_PAYLOAD = 1232
+_OPT = struct.pack("!BHHIH", 0, _OPT_TYPE, UDP_PAYLOAD, 0, 0)
+_OPT_BADVERS = struct.pack("!BHHIH", 0, _OPT_TYPE, UDP_PAYLOAD, 1 << 24, 0)  # extended rcode 16
+MEMO_LIMIT = 65536
+
+QTYPE_NAMES = {1: "A", 2: "NS", 6: "SOA", 16: "TXT", 28: "AAAA", 33: "SRV", 255: "ANY"}
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+
+
+# Finished replies without their id (one per pre-rotated order) and the (qtype, rcode) to count.
+_Memo = tuple[tuple[bytes, ...], tuple[str, str]]
+
+
+class _Drop(Exception):
+    """Not worth an answer: too short to hold an id, or a response rather than a query."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    flags: int
+    question: bytes  # the client's question, echoed as sent (0x20 mixed case included)
+    qname: bytes  # lowercase wire name: the lookup key
+    qtype: int
+    qclass: int
+    edns_payload: int | None
+    edns_version: int
+
+
+class DnsResponder:
+    """Turns query bytes into reply bytes for the store's current snapshot."""
+
+    def __init__(self, *, current: Callable[[], Snapshot | None]) -> None:
+        self._current = current
+        self._snapshot: Snapshot | None = None
+        # One memo per transport: only UDP replies are truncated.
+        self._memos: tuple[dict[bytes, _Memo], dict[bytes, _Memo]] = ({}, {})
+        self._turn = 0
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def respond(self, data: bytes, *, udp: bool) -> bytes | None:
+        """The reply to one query message, or None when it deserves no reply."""
+        snapshot = self._current()
+        if snapshot is not self._snapshot:
+            for memo in self._memos:
+                memo.clear()
+            self._snapshot = snapshot
+        memo = self._memos[udp]
+        key = data[2:]
+        hit = memo.get(key)
+        if hit is None:
+            if len(data) < 12:
+                return None
+            hit = self._answer(data, snapshot, udp)
+            if hit is None:
+                return None
+            if len(memo) < MEMO_LIMIT:  # random names must not grow it without bound
+                memo[key] = hit
+        replies, stat = hit
+        self.counts[stat] += 1
+        self._turn += 1
+        return data[:2] + replies[self._turn % len(replies)]
+
+    def _answer(self, data: bytes, snapshot: Snapshot | None, udp: bool) -> _Memo | None:
+        try:
+            query = _parse(data)
+        except _Drop:
+            return None
+        except _Refusal as refusal:
+            return (refusal.reply,), ("other", RCODE_NAMES[refusal.rcode])
+        qtype_name = QTYPE_NAMES.get(query.qtype, "other")
+        if query.edns_version != 0:
+            return (_reply(query, 16, 0, None, udp),), (qtype_name, "BADVERS")
+        if snapshot is None:
+            return (_reply(query, SERVFAIL, 0, None, udp),), (qtype_name, "SERVFAIL")
+        answer = _lookup(snapshot.dns, query)
+        if answer is None:
+            return (_reply(query, REFUSED, 0, None, udp),), (qtype_name, "REFUSED")
+        replies = tuple(_reply(query, answer.rcode, _AA, answer, udp, turn) for turn in range(len(answer.variants)))
+        return replies, (qtype_name, RCODE_NAMES[answer.rcode])
+
+
+class _Refusal(Exception):
+    """A query we answer with an error code and no question: FORMERR or NOTIMP."""
+
+    def __init__(self, data: bytes, rcode: int) -> None:
+        flags = struct.unpack_from("!H", data, 2)[0]
+        opcode_and_rd = flags & 0x7900
+        self.rcode = rcode
+        self.reply = _COUNTS.pack(_QR | opcode_and_rd | rcode, 0, 0, 0, 0)
+
+
+def _lookup(answers: DnsAnswers, query: _Query) -> Answer | None:
+    if query.qclass not in (_IN, _ANY_CLASS) or query.qtype in (_AXFR, _IXFR):
+        return None  # no CHAOS names, no zone transfers: REFUSED
+    return answers.lookup(query.qname, query.qtype)
+
+
+def _reply(query: _Query, rcode: int, aa: int, answer: Answer | None, udp: bool, turn: int = 0) -> bytes:
+    """The reply without its id: header, the client's question, the rendered sections, OPT."""
+    flags = _QR | aa | (query.flags & _RD) | (rcode & 0xF)
+    edns = query.edns_payload is not None
+    opt = (_OPT_BADVERS if rcode == 16 else _OPT) if edns else b""
+    ancount = nscount = arcount = 0
+    body = b""
+    if answer is not None:
+        variant = answer.variants[turn]
+        ancount, nscount, arcount, body = variant.ancount, variant.nscount, variant.arcount, variant.body
+    reply = _COUNTS.pack(flags, 1, ancount, nscount, arcount + edns) + query.question + body + opt
+    limit = max(512, min(query.edns_payload or 512, UDP_PAYLOAD))
+    if udp and len(reply) + 2 > limit:
+        # Too big for this client over UDP: TC tells it to ask again over TCP (RFC 7766).
+        return _COUNTS.pack(flags | _TC, 1, 0, 0, int(edns)) + query.question + opt
+    return reply
+
+
+def _parse(data: bytes) -> _Query:
+    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if flags & _QR:
+        raise _Drop
+    if (flags >> 11) & 0xF:
+        raise _Refusal(data, NOTIMP)
+    if qdcount != 1 or ancount or nscount or arcount > 1:
+        raise _Refusal(data, FORMERR)
+    end = _question_end(data)
+    if end is None:
+        return _parse_compressed(data)
+    qname = data[12 : end - 4].lower()
+    qtype, qclass = struct.unpack_from("!HH", data, end - 4)
+    payload, version = _edns(data, end) if arcount else (None, 0)
+    return _Query(flags, data[12:end], qname, qtype, qclass, payload, version)
+
+
+def _question_end(data: bytes) -> int | None:
+    """Offset just past the question; None when its name uses compression (dnslib's case)."""
+    offset = 12
+    while True:
+        if offset >= len(data):
+            raise _Refusal(data, FORMERR)
+        length = data[offset]
+        if length == 0:
+            break
+        if length & 0xC0 == 0xC0:
+            return None
+        if length > 63 or offset - 12 + length > 254:
+            raise _Refusal(data, FORMERR)
+        offset += length + 1
+    end = offset + 5
+    if end > len(data):
+        raise _Refusal(data, FORMERR)
+    return end
+
+
+def _edns(data: bytes, offset: int) -> tuple[int, int]:
+    """UDP payload size and version from the one additional record, which must be an OPT."""
+    if len(data) < offset + 11 or data[offset] != 0:
+        raise _Refusal(data, FORMERR)
+    rtype, payload, ttl, rdlength = struct.unpack_from("!HHIH", data, offset + 1)
+    if rtype != _OPT_TYPE or len(data) < offset + 11 + rdlength:
+        raise _Refusal(data, FORMERR)
+    return payload, (ttl >> 16) & 0xFF
+
+
+def _parse_compressed(data: bytes) -> _Query:
+    try:
+        record = DNSRecord.parse(data)
+    except Exception as exc:
+        raise _Refusal(data, FORMERR) from exc
+    question = record.q
+    labels = [bytes(label) for label in question.qname.label]
+    if any(len(label) > 63 for label in labels):
+        raise _Refusal(data, FORMERR)
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    opt = next((rr for rr in record.ar if rr.rtype == _OPT_TYPE), None)
+    return _Query(
+        flags=struct.unpack_from("!H", data, 2)[0],
+        question=name + struct.pack("!HH", question.qtype, question.qclass),
+        qname=name.lower(),
+        qtype=question.qtype,
+        qclass=question.qclass,
+        edns_payload=opt.rclass if opt else None,
+        edns_version=(opt.ttl >> 16) & 0xFF if opt else 0,
+    )
