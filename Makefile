@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench-dns clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "discobridge needs Python 3.11 or newer")'
@@ -25,6 +25,10 @@ lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
+
+# On demand, not in CI: needs Debian's knot and dnsperf (apt-get install knot dnsperf).
+bench-dns: $(VENV)/.installed-test
+	$(BIN)/python bench/dns/run.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

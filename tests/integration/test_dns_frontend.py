@@ -16,6 +16,7 @@ import dns.rdatatype
 import pytest
 
 from discobridge.config import HostPort
+from discobridge.frontends import udp_batch
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health, SourceName, SourceResult
@@ -69,12 +70,19 @@ class Dns:
         return await dns.asyncquery.tcp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=2)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Dns]:
+@pytest.fixture(params=[True, False], ids=["recvmmsg", "loop-transport"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[Dns]:
+    if request.param and not udp_batch.available():
+        pytest.skip("recvmmsg/sendmmsg are Linux-only")
     metrics = Metrics.create()
     store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers(ZONE, TTL))
     frontend = DnsFrontend(
-        store=store, metrics=metrics, listen=[HostPort("127.0.0.1", 0)], tcp_idle_s=0.2, tcp_max_connections=3
+        store=store,
+        metrics=metrics,
+        listen=[HostPort("127.0.0.1", 0)],
+        tcp_idle_s=0.2,
+        tcp_max_connections=3,
+        udp_batching=request.param,
     )
     await frontend.start()
     try:

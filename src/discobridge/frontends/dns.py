@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import structlog
 
 from discobridge.config import HostPort
+from discobridge.frontends import udp_batch
 from discobridge.frontends.dns_answer import DnsResponder
 from discobridge.metrics import Metrics
 from discobridge.snapshot import SnapshotStore
@@ -28,7 +30,7 @@ UDP_READ_SIZE = 4096
 
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, responder: DnsResponder) -> None:
-        self._respond = responder.respond
+        self._respond = responder.respond_udp
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -41,7 +43,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
-            reply = self._respond(data, udp=True)
+            reply = self._respond(data)
         except Exception:
             log.debug("dns_query_failed", exc_info=True)
             return
@@ -78,7 +80,7 @@ class _Tcp(asyncio.Protocol):
             message = bytes(self._buffer[2 : 2 + size])
             del self._buffer[: 2 + size]
             try:
-                reply = self._frontend.responder.respond(message, udp=False)
+                reply = self._frontend.responder.respond_tcp(message)
             except Exception:
                 log.debug("dns_query_failed", exc_info=True)
                 reply = None
@@ -123,36 +125,66 @@ class DnsFrontend:
         listen: Sequence[HostPort],
         tcp_idle_s: float = TCP_IDLE_S,
         tcp_max_connections: int = TCP_MAX_CONNECTIONS,
+        udp_batching: bool | None = None,
     ) -> None:
-        self.responder = DnsResponder(current=lambda: store.current)
+        self.responder = DnsResponder(store=store)
+        # recvmmsg/sendmmsg where the platform has them; the event loop's UDP transport elsewhere.
+        self.udp_batching = udp_batch.available() if udp_batching is None else udp_batching
         self.tcp_idle_s = tcp_idle_s
         self._tcp_max_connections = tcp_max_connections
         self._listen = list(listen)
         self._connections: set[_Tcp] = set()
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[asyncio.DatagramTransport | udp_batch.BatchedUdpServer] = []
         self._tcp: list[asyncio.Server] = []
         self.addresses: list[HostPort] = []
         metrics.count_from(
             "discobridge_dns_queries",
             "DNS queries answered, by query type and response code.",
             ["qtype", "rcode"],
-            lambda: self.responder.counts,
+            self.responder.counts,
         )
 
     async def start(self) -> None:
         """Bind every address (UDP first, then TCP on the same port); raise if one cannot be bound."""
-        loop = asyncio.get_running_loop()
         for address in self._listen:
             family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.responder), local_addr=(address.host, address.port), family=family
-            )
-            self._udp.append(transport)
-            port = transport.get_extra_info("sockname")[1]
-            server = await loop.create_server(lambda: _Tcp(self), address.host, port, family=family)
+            # With port 0 the OS picks a free UDP port, which TCP may already use: pick again.
+            for attempt in range(20 if address.port == 0 else 1):
+                port = await self._start_udp(address, family)
+                try:
+                    server = await asyncio.get_running_loop().create_server(
+                        lambda: _Tcp(self), address.host, port, family=family
+                    )
+                except OSError as exc:
+                    self._udp.pop().close()
+                    if exc.errno != errno.EADDRINUSE or attempt == 19 or address.port:
+                        raise
+                    continue
+                break
             self._tcp.append(server)
             self.addresses.append(HostPort(address.host, port))
-        log.info("dns_listening", addresses=[str(a) for a in self.addresses])
+        log.info("dns_listening", addresses=[str(a) for a in self.addresses], udp_batching=self.udp_batching)
+
+    async def _start_udp(self, address: HostPort, family: socket.AddressFamily) -> int:
+        """Serve UDP on `address`; returns the bound port (the OS picks one for port 0)."""
+        if self.udp_batching:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+                sock.bind((address.host, address.port))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            server = udp_batch.BatchedUdpServer(sock, self.responder.respond_udp)
+            server.start()
+            self._udp.append(server)
+            return int(sock.getsockname()[1])
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Udp(self.responder), local_addr=(address.host, address.port), family=family
+        )
+        self._udp.append(transport)
+        return int(transport.get_extra_info("sockname")[1])
 
     async def stop(self) -> None:
         for transport in self._udp:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnslib import DNSRecord
 
 from discobridge.render.dns import Answer, DnsAnswers
-from discobridge.snapshot import Snapshot
+from discobridge.snapshot import Snapshot, SnapshotStore
 
 _HEADER = struct.Struct("!6H")
 _COUNTS = struct.Struct("!5H")
@@ -34,8 +33,8 @@ QTYPE_NAMES = {1: "A", 2: "NS", 6: "SOA", 16: "TXT", 28: "AAAA", 33: "SRV", 255:
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
 
 
-# Finished replies without their id (one per pre-rotated order) and the (qtype, rcode) to count.
-_Memo = tuple[tuple[bytes, ...], tuple[str, str]]
+# Finished replies without their id (one per pre-rotated order) and the (qtype, rcode) they count as.
+_Answered = tuple[tuple[bytes, ...], tuple[str, str]]
 
 
 class _Drop(Exception):
@@ -53,41 +52,84 @@ class _Query:
     edns_version: int
 
 
+class _Entry:
+    """A memoised reply: one finished reply (without id) per pre-rotated order, and a hit count."""
+
+    __slots__ = ("hits", "replies", "stat")
+
+    def __init__(self, replies: tuple[bytes, ...], stat: tuple[str, str]) -> None:
+        self.replies, self.stat, self.hits = replies, stat, 0
+
+
 class DnsResponder:
     """Turns query bytes into reply bytes for the store's current snapshot."""
 
-    def __init__(self, *, current: Callable[[], Snapshot | None]) -> None:
-        self._current = current
+    def __init__(self, *, store: SnapshotStore) -> None:
+        self._store = store
         self._snapshot: Snapshot | None = None
         # One memo per transport: only UDP replies are truncated.
-        self._memos: tuple[dict[bytes, _Memo], dict[bytes, _Memo]] = ({}, {})
+        self._udp: dict[bytes, _Entry] = {}
+        self._tcp: dict[bytes, _Entry] = {}
         self._turn = 0
-        self.counts: Counter[tuple[str, str]] = Counter()
+        self._retired: Counter[tuple[str, str]] = Counter()
 
-    def respond(self, data: bytes, *, udp: bool) -> bytes | None:
-        """The reply to one query message, or None when it deserves no reply."""
-        snapshot = self._current()
-        if snapshot is not self._snapshot:
-            for memo in self._memos:
-                memo.clear()
-            self._snapshot = snapshot
-        memo = self._memos[udp]
-        key = data[2:]
-        hit = memo.get(key)
-        if hit is None:
-            if len(data) < 12:
+    def respond_udp(self, data: bytes) -> bytes | None:
+        """The reply to one UDP query, or None when it deserves no reply. The hot path."""
+        if self._store.current is not self._snapshot:
+            self._forget()
+        entry = self._udp.get(data[2:])
+        if entry is None:
+            entry = self._miss(self._udp, data, udp=True)
+            if entry is None:
                 return None
-            hit = self._answer(data, snapshot, udp)
-            if hit is None:
-                return None
-            if len(memo) < MEMO_LIMIT:  # random names must not grow it without bound
-                memo[key] = hit
-        replies, stat = hit
-        self.counts[stat] += 1
+        entry.hits += 1
+        replies = entry.replies
+        if len(replies) == 1:
+            return data[:2] + replies[0]
         self._turn += 1
         return data[:2] + replies[self._turn % len(replies)]
 
-    def _answer(self, data: bytes, snapshot: Snapshot | None, udp: bool) -> _Memo | None:
+    def respond_tcp(self, data: bytes) -> bytes | None:
+        """The reply to one query read from a TCP stream (never truncated)."""
+        if self._store.current is not self._snapshot:
+            self._forget()
+        entry = self._tcp.get(data[2:]) or self._miss(self._tcp, data, udp=False)
+        if entry is None:
+            return None
+        entry.hits += 1
+        self._turn += 1
+        return data[:2] + entry.replies[self._turn % len(entry.replies)]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Queries answered so far, by (query type, response code)."""
+        total = Counter(self._retired)
+        for memo in (self._udp, self._tcp):
+            for entry in memo.values():
+                total[entry.stat] += entry.hits
+        return total
+
+    def _forget(self) -> None:
+        """A new snapshot: every memoised reply is stale (its hit counts are kept)."""
+        for memo in (self._udp, self._tcp):
+            for entry in memo.values():
+                self._retired[entry.stat] += entry.hits
+            memo.clear()
+        self._snapshot = self._store.current
+
+    def _miss(self, memo: dict[bytes, _Entry], data: bytes, *, udp: bool) -> _Entry | None:
+        if len(data) < 12:
+            return None
+        answered = self._answer(data, self._snapshot, udp)
+        if answered is None:
+            return None
+        entry = _Entry(*answered)
+        if len(memo) < MEMO_LIMIT:  # random names must not grow it without bound
+            memo[data[2:]] = entry
+        else:
+            self._retired[entry.stat] += 1  # counted here, as it is not kept
+        return entry
+
+    def _answer(self, data: bytes, snapshot: Snapshot | None, udp: bool) -> _Answered | None:
         try:
             query = _parse(data)
         except _Drop:

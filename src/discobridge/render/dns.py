@@ -1,19 +1,21 @@
-"""Services -> DNS answers as wire bytes, rendered once per snapshot with dnslib.
+"""Services -> DNS answers as wire bytes, rendered once per snapshot.
 
-Each answer is stored as the bytes that follow the question in a reply to the canonical
-lowercase name. A server splices the client's id, flags and question (in the client's own case)
-in front of them. Those bytes compress names against the question at offset 12, which holds for
-any question with the same labels, whatever their case.
+Each answer is stored as the bytes that follow the question in a reply. A server splices the
+client's id, flags and question (in the client's own case) in front of them. Every answer record
+is owned by the question's name, so its owner is the pointer 0xC00C to offset 12 whatever the
+name: one endpoint's record bytes serve every name it appears under, and pre-rotated orders are
+concatenations. Names in record data are written in full, never compressed, so the bytes are the
+same wherever they land. dnslib packs the record data.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from dnslib import AAAA, NS, RR, SOA, SRV, TXT, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import AAAA, SRV, TXT, A, DNSBuffer
 
 from discobridge.model import Endpoint, Service, normalize_service_name
 
@@ -80,6 +82,20 @@ def _inside(qname: bytes, zone: bytes) -> bool:
     return offset == boundary
 
 
+_QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name at offset 12
+
+
+@dataclass(frozen=True, slots=True)
+class _EndpointRecords:
+    """One endpoint's records, rendered once and shared by every name that lists it."""
+
+    address_type: int
+    address: bytes  # its A or AAAA record, owned by the question
+    txt: bytes
+    srv: bytes
+    glue: bytes  # its address record owned by the SRV target, for the additional section
+
+
 class DnsRenderer:
     """Renders DnsAnswers for a zone; re-renders only services whose endpoints changed."""
 
@@ -98,99 +114,105 @@ class DnsRenderer:
             cache[service] = rendered
             names.update(rendered)
         self._cache = cache
-        serial = generation & 0xFFFFFFFF
         apex = wire_name(self._zone)
+        soa = self._soa_rdata(generation & 0xFFFFFFFF)
         names[apex] = {
-            SOA_TYPE: Answer(NOERROR, (_reply(self._zone, SOA_TYPE, [self._soa(serial)]),)),
-            NS_TYPE: Answer(NOERROR, (_reply(self._zone, NS_TYPE, [self._ns()]),)),
+            SOA_TYPE: _single(self._record(_QUESTION, SOA_TYPE, soa)),
+            NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(f"ns.{self._zone}"))),
         }
-        nodata = Answer(NOERROR, (self._negative(serial),))
+        # The SOA for NXDOMAIN and NODATA goes in the authority section under the zone's name.
+        negative = (Variant(0, 1, 0, self._record(apex, SOA_TYPE, soa)),)
         for empty in _empty_non_terminals(names, apex):
             names[empty] = {}
         return DnsAnswers(
             zone=apex,
             names=MappingProxyType({k: MappingProxyType(v) for k, v in names.items()}),
-            nodata=nodata,
-            nxdomain=Answer(NXDOMAIN, nodata.variants),
+            nodata=Answer(NOERROR, negative),
+            nxdomain=Answer(NXDOMAIN, negative),
         )
 
     def _render_service(self, service: Service) -> dict[bytes, dict[int, Answer]]:
         zone, name = self._zone, service.name
-        out: dict[bytes, dict[int, Answer]] = {}
-        target = {e: f"{_target_label(e)}.{name}.{zone}" for e in service.endpoints}
-        out[wire_name(f"{name}.{zone}")] = self._records(f"{name}.{zone}", service.serving, target)
+        targets = {e: f"{_target_label(e)}.{name}.{zone}" for e in service.endpoints}
+        records = {e: self._endpoint_records(e, targets[e]) for e in service.endpoints}
+        out = {wire_name(f"{name}.{zone}"): _answers(service.serving, records)}
         for cluster in service.clusters:
             subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
-            qname = f"{name}.{normalize_service_name(cluster)}.{zone}"
-            out[wire_name(qname)] = self._records(qname, subset.serving, target)
-        rfc2782 = f"_{name}._tcp.{zone}"
-        out[wire_name(rfc2782)] = {SRV_TYPE: self._srv(rfc2782, service.serving, target)}
-        for endpoint in service.endpoints:
-            qname = target[endpoint]
-            rtype = AAAA_TYPE if ":" in endpoint.host_ip else A_TYPE
-            rr = self._address(qname, endpoint.host_ip)
-            out[wire_name(qname)] = {rtype: Answer(NOERROR, (_reply(qname, rtype, [rr]),))}
+            out[wire_name(f"{name}.{normalize_service_name(cluster)}.{zone}")] = _answers(subset.serving, records)
+        out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)}
+        for endpoint, target in targets.items():
+            mine = records[endpoint]
+            out[wire_name(target)] = {mine.address_type: _single(mine.address)}
         return out
 
-    def _records(self, qname: str, serving: Sequence[Endpoint], target: Mapping[Endpoint, str]) -> dict[int, Answer]:
-        ips = list(dict.fromkeys(e.host_ip for e in serving))
-        a_records = [self._address(qname, ip) for ip in ips if ":" not in ip]
-        aaaa_records = [self._address(qname, ip) for ip in ips if ":" in ip]
-        txt_records = [self._rr(qname, TXT_TYPE, TXT(e.address)) for e in serving]
-        answers = {TXT_TYPE: _rotated(qname, TXT_TYPE, txt_records), SRV_TYPE: self._srv(qname, serving, target)}
-        if a_records:
-            answers[A_TYPE] = _rotated(qname, A_TYPE, a_records)
-        if aaaa_records:
-            answers[AAAA_TYPE] = _rotated(qname, AAAA_TYPE, aaaa_records)
-        return answers
+    def _endpoint_records(self, endpoint: Endpoint, target: str) -> _EndpointRecords:
+        ip = endpoint.host_ip
+        address_type, address = (AAAA_TYPE, AAAA(ip)) if ":" in ip else (A_TYPE, A(ip))
+        address_data = _rdata(address)
+        # SRV's target is never compressed (RFC 2782); dnslib writes it in full.
+        srv = _rdata(SRV(1, 1, endpoint.host_port, target))
+        return _EndpointRecords(
+            address_type=address_type,
+            address=self._record(_QUESTION, address_type, address_data),
+            txt=self._record(_QUESTION, TXT_TYPE, _rdata(TXT(endpoint.address))),
+            srv=self._record(_QUESTION, SRV_TYPE, srv),
+            glue=self._record(wire_name(target), address_type, address_data),
+        )
 
-    def _srv(self, qname: str, serving: Sequence[Endpoint], target: Mapping[Endpoint, str]) -> Answer:
-        records = [self._rr(qname, SRV_TYPE, SRV(1, 1, e.host_port, target[e])) for e in serving]
-        glue = [self._address(target[e], e.host_ip) for e in serving]
-        return _rotated(qname, SRV_TYPE, records, additional=glue)
+    def _record(self, owner: bytes, rtype: int, rdata: bytes) -> bytes:
+        return owner + struct.pack("!HHIH", rtype, 1, self._ttl, len(rdata)) + rdata
 
-    def _address(self, owner: str, ip: str) -> RR:
-        return self._rr(owner, AAAA_TYPE, AAAA(ip)) if ":" in ip else self._rr(owner, A_TYPE, A(ip))
-
-    def _rr(self, owner: str, rtype: int, rdata: object) -> RR:
-        return RR(owner, rtype, rdata=rdata, ttl=self._ttl)
-
-    def _soa_fields(self, serial: int) -> tuple[str, str, tuple[int, int, int, int, int]]:
+    def _soa_rdata(self, serial: int) -> bytes:
         # Negative answers are cached for min(SOA TTL, minimum) (RFC 2308): both are the TTL.
-        return f"ns.{self._zone}", f"hostmaster.{self._zone}", (serial, 60, 30, 3600, self._ttl)
+        # Written by hand: dnslib would compress the two names against each other.
+        names = wire_name(f"ns.{self._zone}") + wire_name(f"hostmaster.{self._zone}")
+        return names + struct.pack("!5I", serial, 60, 30, 3600, self._ttl)
 
-    def _soa(self, serial: int) -> RR:
-        return self._rr(self._zone, SOA_TYPE, SOA(*self._soa_fields(serial)))
 
-    def _negative(self, serial: int) -> Variant:
-        """The SOA for NXDOMAIN/NODATA, with no compression: the question it follows varies."""
-        mname, rname, times = self._soa_fields(serial)
-        rdata = wire_name(mname) + wire_name(rname) + struct.pack("!5I", *times)
-        header = struct.pack("!HHIH", SOA_TYPE, 1, self._ttl, len(rdata))
-        return Variant(0, 1, 0, wire_name(self._zone) + header + rdata)
+def _rdata(record: A | AAAA | TXT | SRV) -> bytes:
+    buffer = DNSBuffer()
+    record.pack(buffer)
+    return bytes(buffer.data)
 
-    def _ns(self) -> RR:
-        return self._rr(self._zone, NS_TYPE, NS(f"ns.{self._zone}"))
+
+def _single(record: bytes) -> Answer:
+    return Answer(NOERROR, (Variant(1, 0, 0, record),))
+
+
+def _answers(serving: Sequence[Endpoint], records: Mapping[Endpoint, _EndpointRecords]) -> dict[int, Answer]:
+    """A, AAAA, TXT and SRV for a name that lists `serving`; A/AAAA hold each host IP once."""
+    per_ip: dict[str, _EndpointRecords] = {}
+    for endpoint in serving:
+        per_ip.setdefault(endpoint.host_ip, records[endpoint])
+    answers = {
+        TXT_TYPE: _rotated([records[e].txt for e in serving]),
+        SRV_TYPE: _srv(serving, records),
+    }
+    for rtype in (A_TYPE, AAAA_TYPE):
+        addresses = [r.address for r in per_ip.values() if r.address_type == rtype]
+        if addresses:
+            answers[rtype] = _rotated(addresses)
+    return answers
+
+
+def _srv(serving: Sequence[Endpoint], records: Mapping[Endpoint, _EndpointRecords]) -> Answer:
+    return _rotated([records[e].srv for e in serving], additional=[records[e].glue for e in serving])
+
+
+def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
+    """Up to ROTATIONS orders of the same records, each starting with a different one."""
+    glue = b"".join(additional)
+    count = min(len(answer), ROTATIONS) or 1
+    return Answer(
+        NOERROR,
+        tuple(Variant(len(answer), 0, len(additional), b"".join(answer[i:] + answer[:i]) + glue) for i in range(count)),
+    )
 
 
 def _target_label(endpoint: Endpoint) -> str:
     """The SRV target label: the task id, or the address when an endpoint has no task."""
     label = normalize_service_name(endpoint.task_id or f"{endpoint.host_ip}-{endpoint.host_port}")
     return label.strip("-")[:63] or "endpoint"
-
-
-def _reply(qname: str, qtype: int, answers: list[RR], additional: Iterable[RR] = ()) -> Variant:
-    record = DNSRecord(DNSHeader(qr=1, aa=1), q=DNSQuestion(qname, qtype))
-    record.add_answer(*answers)
-    record.add_ar(*additional)
-    wire = record.pack()
-    return Variant(len(answers), 0, len(record.ar), wire[12 + len(wire_name(qname)) + 4 :])
-
-
-def _rotated(qname: str, qtype: int, records: list[RR], additional: list[RR] | None = None) -> Answer:
-    count = min(len(records), ROTATIONS) or 1
-    variants = tuple(_reply(qname, qtype, records[i:] + records[:i], additional or []) for i in range(count))
-    return Answer(NOERROR, variants)
 
 
 def _empty_non_terminals(names: Mapping[bytes, object], apex: bytes) -> set[bytes]:
