@@ -361,3 +361,29 @@ async def test_answers_follow_a_new_snapshot(dns_server: Dns) -> None:
     dns_server.publish([endpoint("orders", 9)])
     assert rrset_values(await dns_server.udp(f"orders.{ZONE}"), "A") == ["10.0.0.10"]
     assert (await dns_server.udp(f"sick.{ZONE}")).rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_serves_on_ipv6_loopback_and_several_addresses(server: Dns) -> None:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+    except OSError:
+        pytest.skip("no IPv6 on this machine")
+    frontend = DnsFrontend(
+        store=server.store,
+        metrics=Metrics.create(),
+        listen=[HostPort("::1", 0), HostPort("127.0.0.1", 0)],
+        udp_batching=server.frontend.udp_batching,
+    )
+    server.publish(ESTATE)
+    await frontend.start()
+    try:
+        v6, v4 = frontend.addresses
+        for host, port in ((v6.host, v6.port), (v4.host, v4.port)):
+            query = dns.message.make_query(f"orders.{ZONE}", "A")
+            udp = await dns.asyncquery.udp(query, host, port=port, timeout=2)
+            tcp = await dns.asyncquery.tcp(query, host, port=port, timeout=2)
+            assert (
+                sorted(rrset_values(udp, "A")) == sorted(rrset_values(tcp, "A")) == ["10.0.0.2", "10.0.0.3", "10.0.0.6"]
+            )
+    finally:
+        await frontend.stop()
