@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,7 @@ from aiobotocore.session import AioSession
 from discobridge.aws import AwsClients
 from discobridge.config import Config
 from discobridge.frontends.dns import DnsFrontend
+from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
 from discobridge.poller import Poller
 from discobridge.render.dns import DnsRenderer
@@ -34,6 +36,7 @@ class Daemon:
         *,
         session: AioSession | None = None,
         aws_options: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
@@ -42,10 +45,14 @@ class Daemon:
             (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
         ]
         renderers = Renderers(dns=DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s))
-        self.store = SnapshotStore(sources=[s.name for s, _ in sources], renderers=renderers)
+        self.store = SnapshotStore(sources=[s.name for s, _ in sources], renderers=renderers, clock=clock)
         self.dns = DnsFrontend(store=self.store, metrics=self.metrics, listen=config.dns.listen)
+        self.http = HttpFrontend(
+            app=make_app(store=self.store, metrics=self.metrics, config=config), listen=config.http.listen
+        )
         self.pollers = [
-            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval) for s, interval in sources
+            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval, clock=clock)
+            for s, interval in sources
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -57,12 +64,14 @@ class Daemon:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_polling()
+        await self.http.stop()
         await self.dns.stop()
         await self.aws.__aexit__(exc_type, exc, tb)
 
     async def serve(self) -> None:
         """Open every listener, then start polling: clients get SERVFAIL/503 until the first poll."""
         await self.dns.start()
+        await self.http.start()
         self.start_polling()
 
     def start_polling(self) -> None:
@@ -94,5 +103,6 @@ async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = Non
         if on_ready:
             on_ready(daemon)
         await stop.wait()
+        daemon.http.begin_shutdown()
         log.info("daemon_stopping", generation=daemon.store.generation)
     return 0

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo = commands.add_parser("demo", help="run against an embedded fake AWS estate (no account needed)")
     demo.add_argument("--dir", default=".demo", type=Path, help="where the demo writes its config (default: .demo)")
+    demo.add_argument("--dns-port", default=5353, type=int, help="DNS port on 127.0.0.1 (default: 5353)")
+    demo.add_argument("--http-port", default=8080, type=int, help="HTTP port on 127.0.0.1 (default: 8080)")
     return parser
 
 
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            return _demo(args.dir)
+            return _demo(args.dir, args.dns_port, args.http_port)
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"discobridge: config error: {exc}", file=sys.stderr)
@@ -105,13 +107,13 @@ def _format_text(snapshot: Snapshot) -> str:
     return "\n".join(lines) if lines else "no services found"
 
 
-def _demo(directory: Path) -> int:
+def _demo(directory: Path, dns_port: int, http_port: int) -> int:
     try:
         from discobridge.fakeaws.demo import start_demo  # noqa: PLC0415 - needs the demo extra
     except ImportError as exc:
         print(f"discobridge: the demo needs the demo extra (pip install 'discobridge[demo]'): {exc}", file=sys.stderr)
         return 1
-    with start_demo(directory) as demo:
+    with start_demo(directory, dns_port, http_port) as demo:
         configure_logging(format="console", level="info")
         print(demo.banner, flush=True)
         return _run_async(app.run(demo.config))

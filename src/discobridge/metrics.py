@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -68,17 +68,29 @@ class Metrics:
         self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], Mapping[Any, int]]
     ) -> None:
         """Export counts kept in a plain dict by a hot path, read only when Prometheus scrapes."""
-        self.registry.register(_CountsCollector(name, documentation, labels, read))
+        self.registry.register(_ReadAtScrape(CounterMetricFamily, name, documentation, labels, read))
 
-
-class _CountsCollector(Collector):
-    def __init__(
-        self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], Mapping[Any, int]]
+    def gauge_from(
+        self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], Mapping[Any, float]]
     ) -> None:
-        self._name, self._documentation, self._labels, self._read = name, documentation, list(labels), read
+        """Export values computed from current state when Prometheus scrapes (ages, counts)."""
+        self.registry.register(_ReadAtScrape(GaugeMetricFamily, name, documentation, labels, read))
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+
+class _ReadAtScrape(Collector):
+    def __init__(
+        self,
+        family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        read: Callable[[], Mapping[Any, float]],
+    ) -> None:
+        self._family, self._name, self._documentation = family, name, documentation
+        self._labels, self._read = list(labels), read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        family = self._family(self._name, self._documentation, labels=self._labels)
         for key, value in sorted(self._read().items()):
             family.add_metric(list(key), value)
         yield family

@@ -64,9 +64,10 @@ class Service:
 
     @property
     def serving(self) -> tuple[Endpoint, ...]:
-        """Healthy, non-draining endpoints; all of them when none is (fail open, as Route 53 does)."""
+        """The healthy endpoints; when none is, the unhealthy ones (fail open, as Route 53 and an
+        ALB do: a broken health check must not take a service down). Draining ones never."""
         healthy = tuple(e for e in self.endpoints if e.health is Health.HEALTHY)
-        return healthy or self.endpoints
+        return healthy or tuple(e for e in self.endpoints if e.health is Health.UNHEALTHY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from types import MappingProxyType
 
 from discobridge.model import Endpoint, Service, SourceName, SourceResult
 from discobridge.render.dns import DnsAnswers
+from discobridge.render.resolver import ResolverDocuments, render_resolver
+from discobridge.render.status import render_service_sections
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +20,12 @@ class Snapshot:
 
     generation: int
     services: Mapping[str, Service]
+    # The generation in which each service last changed: the index of a long poll on it.
+    changed_at: Mapping[str, int]
     built_at: float
     dns: DnsAnswers
+    resolver: ResolverDocuments
+    status_sections: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +33,8 @@ class Renderers:
     """Turn services into a frontend's bytes; called once per snapshot, never per request."""
 
     dns: Callable[[Mapping[str, Service], int], DnsAnswers]
+    resolver: Callable[[Mapping[str, Service], int], ResolverDocuments] = render_resolver
+    status_sections: Callable[[Mapping[str, Service]], bytes] = render_service_sections
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +48,13 @@ class SourceStatus:
     endpoints: int = 0
 
 
-def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: float, renderers: Renderers) -> Snapshot:
+def build_snapshot(
+    results: Iterable[SourceResult],
+    generation: int,
+    built_at: float,
+    renderers: Renderers,
+    previous: Snapshot | None = None,
+) -> Snapshot:
     """Merge source results into services; the first source listing an ip:port wins (ECS first)."""
     by_service: dict[str, dict[tuple[str, int], Endpoint]] = {}
     for result in sorted(results, key=lambda r: list(SourceName).index(r.source)):
@@ -52,7 +66,21 @@ def build_snapshot(results: Iterable[SourceResult], generation: int, built_at: f
         for name, found in sorted(by_service.items())
     }
     frozen = MappingProxyType(services)
-    return Snapshot(generation, frozen, built_at, dns=renderers.dns(frozen, generation))
+    changed_at = {
+        name: previous.changed_at[name]
+        if previous is not None and previous.services.get(name) == service
+        else generation
+        for name, service in services.items()
+    }
+    return Snapshot(
+        generation=generation,
+        services=frozen,
+        changed_at=MappingProxyType(changed_at),
+        built_at=built_at,
+        dns=renderers.dns(frozen, generation),
+        resolver=renderers.resolver(frozen, generation),
+        status_sections=renderers.status_sections(frozen),
+    )
 
 
 def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
@@ -78,8 +106,9 @@ class SnapshotStore:
         self._renderers = renderers
         self._results: dict[SourceName, SourceResult] = {}
         self._status = {s: SourceStatus(s) for s in sources}
-        # Set and replaced on every publish: waiters hold the event of the generation they saw.
-        self._published = asyncio.Event()
+        # Set and replaced on every change (snapshot or source status): waiters hold the event
+        # of the state they saw.
+        self._updated = asyncio.Event()
         self.current: Snapshot | None = None
 
     @property
@@ -89,6 +118,11 @@ class SnapshotStore:
     @property
     def status(self) -> Mapping[SourceName, SourceStatus]:
         return MappingProxyType(self._status)
+
+    def age_of(self, source: SourceName) -> float | None:
+        """Seconds since `source` last refreshed successfully; None if it never has."""
+        last = self._status[source].last_success_at
+        return None if last is None else self._clock() - last
 
     def age_s(self) -> float | None:
         """Seconds since the oldest source's last good refresh; None before any success."""
@@ -103,23 +137,36 @@ class SnapshotStore:
         previous = self._results.get(result.source)
         self._results[result.source] = result
         if self.current is not None and previous is not None and previous.endpoints == result.endpoints:
+            self._notify()  # no new snapshot, but the source is fresh again
             return False
-        self.current = build_snapshot(self._results.values(), self.generation + 1, self._clock(), self._renderers)
-        self._published.set()
-        self._published = asyncio.Event()
+        self.current = build_snapshot(
+            self._results.values(), self.generation + 1, self._clock(), self._renderers, self.current
+        )
+        self._notify()
         return True
 
     def record_failure(self, source: SourceName, error: str) -> None:
         """Note a failed refresh; the source's last good result stays in the snapshot."""
         status = self._status[source]
         self._status[source] = replace(status, last_error=error, consecutive_failures=status.consecutive_failures + 1)
+        self._notify()
 
     async def wait_for(self, generation: int, timeout: float) -> Snapshot | None:  # noqa: ASYNC109
         """Wait until a snapshot newer than `generation` is published; None on timeout."""
+        if await self.wait_until(lambda: self.generation > generation, timeout):
+            return self.current
+        return None
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until `condition()` holds after a publish or a failure; False on timeout."""
         try:
             async with asyncio.timeout(timeout):
-                while self.generation <= generation:
-                    await self._published.wait()
+                while not condition():
+                    await self._updated.wait()
         except TimeoutError:
-            return None
-        return self.current
+            return False
+        return True
+
+    def _notify(self) -> None:
+        self._updated.set()
+        self._updated = asyncio.Event()

@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,10 +37,17 @@ def read_until(stream: object, marker: str, limit: int = 400) -> list[str]:
     raise AssertionError(f"{marker!r} never appeared in:\n{''.join(lines)}")
 
 
+def free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, tuple[int, int]]]:
+    dns_port, http_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     process = subprocess.Popen(
-        [*COMMAND, "demo", "--dir", str(tmp_path / "demo")],
+        [*COMMAND, "demo", "--dir", str(tmp_path / "demo"), "--dns-port", str(dns_port), "--http-port", str(http_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -47,7 +56,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     try:
         lines = read_until(process.stdout, "config written to:")
         path = Path(lines[-1].split("config written to:")[1].strip())
-        yield process, path
+        yield process, path, (dns_port, http_port)
     finally:
         if process.poll() is None:
             process.kill()
@@ -57,9 +66,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
 
 
 def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
-    demo: tuple[subprocess.Popen[str], Path],
+    demo: tuple[subprocess.Popen[str], Path, tuple[int, int]],
 ) -> None:
-    process, path = demo
+    process, path, demo_ports = demo
     assert path.is_file() and "endpoint_url" in path.read_text()
     read_until(process.stderr, "source_refreshed")  # the daemon's first poll succeeded
 
@@ -76,6 +85,13 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
     assert {e["port"] for e in services["node-exporter"]} == {9100}
     assert {e["port"] for e in services["payments"]} == {8443}
     assert {e["az"] for s in services.values() for e in s} == {"us-east-1a", "us-east-1b"}
+
+    http = f"http://127.0.0.1:{demo_ports[1]}"
+    with urllib.request.urlopen(f"{http}/v1/resolve/orders", timeout=5) as response:
+        host, port = response.read().decode().split(":")
+    assert any(e["host"] == host and e["port"] == int(port) and e["health"] == "healthy" for e in orders)
+    with urllib.request.urlopen(f"{http}/", timeout=5) as response:
+        assert b"orders" in response.read()
 
     text = subprocess.run(
         [*COMMAND, "snapshot", "-c", str(path)], capture_output=True, text=True, timeout=60, check=False
@@ -152,6 +168,12 @@ def test_run_serves_dns_from_ecs_until_sigterm_then_exits_zero(
         assert len(dig(port, f"_orders._tcp.{zone}", "SRV")) == 2
         answer = dns.query.udp(dns.message.make_query(f"orders.{zone}", "TXT"), "127.0.0.1", port=port, timeout=2)
         assert sorted(item.to_text().strip('"').rsplit(":")[1] for item in answer.answer[0]) == ports
+
+        http = str(seen["http_listening"]["address"])
+        with urllib.request.urlopen(f"http://{http}/v1/resolve/orders", timeout=5) as response:
+            assert response.read().decode().rsplit(":", 1)[1] in ports
+        with urllib.request.urlopen(f"http://{http}/healthz", timeout=5) as response:
+            assert json.loads(response.read())["status"] == "ok"
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

@@ -48,6 +48,7 @@ ESTATE = (
     endpoint("orders", 5, cluster="staging"),
     endpoint("sick", 6, Health.UNHEALTHY),
     endpoint("sick", 7, Health.DRAINING),
+    endpoint("leaving", 8, Health.DRAINING),
     *(endpoint("big", 100 + n) for n in range(40)),
 )
 
@@ -147,9 +148,14 @@ async def test_cluster_qualified_rfc2782_and_task_names(dns_server: Dns) -> None
     assert rrset_values(task, "A") == ["10.0.0.5"]
 
 
-async def test_all_unhealthy_fails_open(dns_server: Dns) -> None:
+async def test_no_healthy_endpoint_fails_open_to_the_unhealthy_ones_never_draining(dns_server: Dns) -> None:
     response = await dns_server.udp(f"sick.{ZONE}", "A")
-    assert sorted(rrset_values(response, "A")) == ["10.0.0.7", "10.0.0.8"]
+    assert rrset_values(response, "A") == ["10.0.0.7"]
+    for rdtype in ("A", "TXT", "SRV"):  # every endpoint draining: the name exists with no records
+        leaving = await dns_server.udp(f"leaving.{ZONE}", rdtype)
+        assert leaving.rcode() == dns.rcode.NOERROR and not leaving.answer and leaving.authority
+    assert not (await dns_server.udp(f"_leaving._tcp.{ZONE}", "SRV")).answer
+    assert rrset_values(await dns_server.udp(f"{8:032x}.leaving.{ZONE}", "A"), "A") == ["10.0.0.9"]
 
 
 async def test_apex_soa_and_ns_with_generation_as_serial(dns_server: Dns) -> None:
@@ -358,8 +364,8 @@ async def test_queries_are_counted_by_type_and_rcode(dns_server: Dns) -> None:
 
 async def test_answers_follow_a_new_snapshot(dns_server: Dns) -> None:
     assert sorted(rrset_values(await dns_server.udp(f"orders.{ZONE}"), "A")) == ["10.0.0.2", "10.0.0.3", "10.0.0.6"]
-    dns_server.publish([endpoint("orders", 9)])
-    assert rrset_values(await dns_server.udp(f"orders.{ZONE}"), "A") == ["10.0.0.10"]
+    dns_server.publish([endpoint("orders", 19)])
+    assert rrset_values(await dns_server.udp(f"orders.{ZONE}"), "A") == ["10.0.0.20"]
     assert (await dns_server.udp(f"sick.{ZONE}")).rcode() == dns.rcode.NXDOMAIN
 
 

@@ -38,7 +38,7 @@ def test_build_groups_by_service_sorts_numerically_and_dedupes_with_ecs_first() 
     assert snapshot.generation == 7
 
 
-def test_serving_fails_open_when_no_endpoint_is_healthy() -> None:
+def test_serving_fails_open_to_unhealthy_endpoints_but_never_to_draining_ones() -> None:
     result = SourceResult(
         SourceName.ECS,
         (
@@ -51,7 +51,11 @@ def test_serving_fails_open_when_no_endpoint_is_healthy() -> None:
     )
     services = build_snapshot([result], 1, 0.0, renderers()).services
     assert [e.host_ip for e in services["a"].serving] == ["10.0.0.1"]
-    assert [e.host_ip for e in services["b"].serving] == ["10.0.0.3", "10.0.0.4"]
+    assert [e.host_ip for e in services["b"].serving] == ["10.0.0.3"]
+    gone = build_snapshot(
+        [SourceResult(SourceName.ECS, (ep("c", "10.0.0.5", 1, health=Health.DRAINING),), 0.0)], 1, 0.0, renderers()
+    )
+    assert gone.services["c"].serving == ()
 
 
 async def test_store_bumps_generation_only_on_change_and_keeps_data_on_failure() -> None:

@@ -13,8 +13,8 @@ from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 
 DEMO_ZONE = "discobridge.internal"
-DEMO_DNS = "127.0.0.1:5353"
-DEMO_HTTP = "127.0.0.1:8080"
+DNS_PORT = 5353
+HTTP_PORT = 8080
 
 
 def seed_demo(estate: Estate) -> None:
@@ -71,7 +71,7 @@ def seed_demo(estate: Estate) -> None:
         )
 
 
-def demo_config_text(endpoint_url: str) -> str:
+def demo_config_text(endpoint_url: str, dns: str, http: str) -> str:
     return f"""# Written by `discobridge demo`: the daemon reads the fake AWS at {endpoint_url}.
 [aws]
 region = "us-east-1"
@@ -83,10 +83,10 @@ poll_interval_s = 5
 
 [dns]
 zone = "{DEMO_ZONE}"
-listen = ["{DEMO_DNS}"]
+listen = ["{dns}"]
 
 [http]
-listen = "{DEMO_HTTP}"
+listen = "{http}"
 
 [log]
 format = "console"
@@ -101,23 +101,23 @@ class Demo:
 
 
 @contextmanager
-def start_demo(directory: Path) -> Iterator[Demo]:
+def start_demo(directory: Path, dns_port: int = DNS_PORT, http_port: int = HTTP_PORT) -> Iterator[Demo]:
     """Start the fake AWS, seed it, write the config; stop the fake AWS on exit."""
     aws = FakeAws().start()
     try:
         seed_demo(Estate(aws.url))
         directory.mkdir(parents=True, exist_ok=True)
         path = (directory / "config.toml").resolve()
-        path.write_text(demo_config_text(aws.url), encoding="utf-8")
-        yield Demo(path, load_config(path), _banner(path, aws.url))
+        dns, http = f"127.0.0.1:{dns_port}", f"127.0.0.1:{http_port}"
+        path.write_text(demo_config_text(aws.url, dns, http), encoding="utf-8")
+        yield Demo(path, load_config(path), _banner(path, aws.url, dns_port, http))
     finally:
         aws.stop()
 
 
-def _banner(path: Path, url: str) -> str:
+def _banner(path: Path, url: str, dns_port: int, http: str) -> str:
     command = f"{sys.executable} -m discobridge"
-    dns_host, dns_port = DEMO_DNS.rsplit(":", 1)
-    dig = f"dig @{dns_host} -p {dns_port}"
+    dig = f"dig @127.0.0.1 -p {dns_port}"
     return f"""
 discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
 config written to: {path}
@@ -129,6 +129,10 @@ Try, in another terminal, while this runs:
   {dig} orders.{DEMO_ZONE} TXT +short   # "ip:port" per healthy task
   {dig} _checkout._tcp.{DEMO_ZONE} SRV  # RFC 2782 form, for HAProxy, nginx, Java
   {dig} orders.staging.{DEMO_ZONE} SRV  # one cluster only
+  curl -s http://{http}/v1/resolve/orders       # one healthy host:port, rotating
+  curl -s http://{http}/v1/services/orders      # every endpoint with health, zone, task
+  curl -s http://{http}/healthz                 # what an ALB health check sees
+  open http://{http}/ in a browser                 # the status page
 
 Stop with Ctrl-C.
 """

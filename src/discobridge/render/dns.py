@@ -139,7 +139,7 @@ class DnsRenderer:
         for cluster in service.clusters:
             subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
             out[wire_name(f"{name}.{normalize_service_name(cluster)}.{zone}")] = _answers(subset.serving, records)
-        out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)}
+        out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
         for endpoint, target in targets.items():
             mine = records[endpoint]
             out[wire_name(target)] = {mine.address_type: _single(mine.address)}
@@ -184,6 +184,8 @@ def _answers(serving: Sequence[Endpoint], records: Mapping[Endpoint, _EndpointRe
     per_ip: dict[str, _EndpointRecords] = {}
     for endpoint in serving:
         per_ip.setdefault(endpoint.host_ip, records[endpoint])
+    if not serving:
+        return {}  # every endpoint draining: the name exists, with no records (NODATA)
     answers = {
         TXT_TYPE: _rotated([records[e].txt for e in serving]),
         SRV_TYPE: _srv(serving, records),

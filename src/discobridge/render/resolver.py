@@ -1,11 +1,38 @@
-"""The JSON shape of services and endpoints, shared by the HTTP resolver and `discobridge snapshot`."""
+"""Services -> the HTTP resolver's JSON documents, as bytes with ETags, once per snapshot."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from discobridge.model import Endpoint, Service
+from discobridge.model import Endpoint, Health, Service
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    body: bytes
+    etag: str  # a quoted strong ETag, derived from the body
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDocuments:
+    whole: Document
+    by_cluster: Mapping[str, Document]
+    serving: tuple[bytes, ...]  # b"host:port" of each serving endpoint, for /v1/resolve
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverDocuments:
+    # /v1/services carries the data's age, which changes every second: the body is this head,
+    # the age, then this tail, and its ETag is weak (same services, same ETag).
+    list_head: bytes
+    list_tail: bytes
+    list_etag: str
+    services: Mapping[str, ServiceDocuments]
 
 
 def render_endpoint(endpoint: Endpoint) -> dict[str, Any]:
@@ -22,9 +49,46 @@ def render_endpoint(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def render_service(service: Service) -> dict[str, Any]:
-    return {"name": service.name, "endpoints": [render_endpoint(e) for e in service.endpoints]}
+def render_service(name: str, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    return {"name": name, "endpoints": [render_endpoint(e) for e in endpoints]}
 
 
 def render_services(services: Mapping[str, Service]) -> list[dict[str, Any]]:
-    return [render_service(services[name]) for name in sorted(services)]
+    return [render_service(name, services[name].endpoints) for name in sorted(services)]
+
+
+def document(value: object) -> Document:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Document(body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
+
+
+def render_resolver(services: Mapping[str, Service], generation: int) -> ResolverDocuments:
+    """Every resolver document of one snapshot."""
+    summary = [
+        {
+            "name": name,
+            "endpoints": len(service.endpoints),
+            "healthy": sum(e.health is Health.HEALTHY for e in service.endpoints),
+        }
+        for name, service in sorted(services.items())
+    ]
+    tail = b',"services":' + json.dumps(summary, separators=(",", ":")).encode() + b"}"
+    return ResolverDocuments(
+        list_head=b'{"generation":' + str(generation).encode() + b',"age_s":',
+        list_tail=tail,
+        list_etag=f'W/"{hashlib.blake2b(tail, digest_size=12).hexdigest()}"',
+        services=MappingProxyType({name: _service_documents(service) for name, service in services.items()}),
+    )
+
+
+def _service_documents(service: Service) -> ServiceDocuments:
+    return ServiceDocuments(
+        whole=document(render_service(service.name, service.endpoints)),
+        by_cluster=MappingProxyType(
+            {
+                cluster: document(render_service(service.name, [e for e in service.endpoints if e.cluster == cluster]))
+                for cluster in service.clusters
+            }
+        ),
+        serving=tuple(e.address.encode() for e in service.serving),
+    )

@@ -1,0 +1,24 @@
+"""Typed keys under which the HTTP app keeps its collaborators, and its mutable serving state."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from discobridge.config import Config
+from discobridge.metrics import Metrics
+from discobridge.snapshot import SnapshotStore
+
+
+@dataclass
+class HttpState:
+    shutting_down: bool = False
+    resolve_turns: Counter[str] = field(default_factory=Counter)
+
+
+STORE = web.AppKey("store", SnapshotStore)
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", Config)
+STATE = web.AppKey("state", HttpState)

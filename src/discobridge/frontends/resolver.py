@@ -1,0 +1,112 @@
+"""The HTTP resolver: service lists and endpoint documents, long polls, and a plain host:port."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+
+from discobridge.frontends.keys import STATE, STORE
+from discobridge.render.resolver import Document, document, render_service
+from discobridge.snapshot import Snapshot
+
+MAX_WAIT_S = 300.0  # a long poll waits at most 5 minutes, as Consul's blocking queries do
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/services", handle_services)
+    app.router.add_get("/v1/services/{name}", handle_service)
+    app.router.add_get("/v1/resolve/{name}", handle_resolve)
+
+
+def _snapshot(request: web.Request) -> Snapshot:
+    snapshot = request.app[STORE].current
+    if snapshot is None:
+        raise web.HTTPServiceUnavailable(reason="no data yet: the first poll of AWS has not completed")
+    return snapshot
+
+
+def _send(request: web.Request, body: bytes, etag: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON document, or 304 when the client already holds this version."""
+    all_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
+    if _matches(request, etag):
+        return web.Response(status=304, headers=all_headers)
+    return web.Response(body=body, content_type="application/json", headers=all_headers)
+
+
+def _matches(request: web.Request, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes are ignored."""
+    wanted = request.headers.get("If-None-Match", "")
+    if not wanted:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in wanted.split(",")}
+    return wanted.strip() == "*" or etag.removeprefix("W/") in candidates
+
+
+async def handle_services(request: web.Request) -> web.Response:
+    snapshot = _snapshot(request)
+    docs = snapshot.resolver
+    age = request.app[STORE].age_s() or 0.0
+    return _send(request, docs.list_head + f"{age:.3f}".encode() + docs.list_tail, docs.list_etag)
+
+
+async def handle_service(request: web.Request) -> web.Response:
+    name = request.match_info["name"].lower()
+    cluster = request.query.get("cluster")
+    if "index" in request.query:
+        snapshot = await _long_poll(request, name, _index(request), _wait_s(request))
+    else:
+        snapshot = _snapshot(request)
+    service = snapshot.resolver.services.get(name)
+    if service is None:
+        raise web.HTTPNotFound(reason=f"no service named {name!r}")
+    doc: Document = service.whole
+    if cluster is not None:
+        doc = service.by_cluster.get(cluster) or document(render_service(name, []))
+    return _send(request, doc.body, doc.etag, {"X-Discobridge-Index": str(snapshot.changed_at[name])})
+
+
+def _index(request: web.Request) -> int:
+    text = request.query["index"]
+    if not text.isdigit():
+        raise web.HTTPBadRequest(reason=f"index must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _wait_s(request: web.Request) -> float:
+    text = request.query.get("wait", "5m")
+    match = _DURATION.match(text)
+    if match is None:
+        raise web.HTTPBadRequest(reason=f'wait must be a duration such as "30s", "500ms" or "2m", got {text!r}')
+    return min(float(match.group(1)) * _UNITS[match.group(2)], MAX_WAIT_S)
+
+
+async def _long_poll(request: web.Request, name: str, index: int, wait_s: float) -> Snapshot:
+    """Return once the service changed after generation `index`, or when `wait_s` runs out."""
+    store = request.app[STORE]
+    deadline = time.monotonic() + wait_s
+    while True:
+        snapshot = store.current
+        if snapshot is not None:
+            changed = snapshot.changed_at.get(name)
+            # A client index above ours means we restarted: its view is stale, answer at once.
+            if changed is None or changed > index or index > snapshot.generation:
+                return snapshot
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await store.wait_for(store.generation, remaining) is None:
+            return _snapshot(request)
+
+
+async def handle_resolve(request: web.Request) -> web.Response:
+    name = request.match_info["name"].lower()
+    service = _snapshot(request).resolver.services.get(name)
+    if service is None:
+        raise web.HTTPNotFound(reason=f"no service named {name!r}")
+    if not service.serving:
+        raise web.HTTPServiceUnavailable(reason=f"{name} has no endpoint to serve: every one is draining")
+    turns = request.app[STATE].resolve_turns
+    turns[name] += 1
+    return web.Response(body=service.serving[turns[name] % len(service.serving)], content_type="text/plain")
