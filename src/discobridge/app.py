@@ -20,6 +20,7 @@ from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
 from discobridge.poller import Poller
 from discobridge.render.dns import DnsRenderer
+from discobridge.render.eureka import EurekaPaths, EurekaRenderer
 from discobridge.snapshot import Renderers, SnapshotStore
 from discobridge.sources.base import Source, gather_all
 from discobridge.sources.ecs import EcsSource
@@ -44,7 +45,14 @@ class Daemon:
         sources: list[tuple[Source, float]] = [
             (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
         ]
-        renderers = Renderers(dns=DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s))
+        paths = EurekaPaths(
+            home=config.eureka.home_page_path,
+            status=config.eureka.status_page_path,
+            health=config.eureka.health_check_path,
+        )
+        renderers = Renderers(
+            dns=DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s), eureka=EurekaRenderer(paths=paths)
+        )
         self.store = SnapshotStore(sources=[s.name for s, _ in sources], renderers=renderers, clock=clock)
         self.dns = DnsFrontend(store=self.store, metrics=self.metrics, listen=config.dns.listen)
         self.http = HttpFrontend(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from discobridge.model import Endpoint, Service, SourceName, SourceResult
 from discobridge.render.dns import DnsAnswers
+from discobridge.render.eureka import EurekaDocuments, EurekaRenderer
 from discobridge.render.resolver import ResolverDocuments, render_resolver
 from discobridge.render.status import render_service_sections
 
@@ -26,6 +27,7 @@ class Snapshot:
     dns: DnsAnswers
     resolver: ResolverDocuments
     status_sections: bytes
+    eureka: EurekaDocuments
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class Renderers:
     dns: Callable[[Mapping[str, Service], int], DnsAnswers]
     resolver: Callable[[Mapping[str, Service], int], ResolverDocuments] = render_resolver
     status_sections: Callable[[Mapping[str, Service]], bytes] = render_service_sections
+    eureka: Callable[[Mapping[str, Service], int], EurekaDocuments] = field(default_factory=EurekaRenderer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ def build_snapshot(
         dns=renderers.dns(frozen, generation),
         resolver=renderers.resolver(frozen, generation),
         status_sections=renderers.status_sections(frozen),
+        eureka=renderers.eureka(frozen, generation),
     )
 
 

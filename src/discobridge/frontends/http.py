@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from discobridge.config import Config, HostPort
-from discobridge.frontends import health, resolver
+from discobridge.frontends import eureka, health, resolver
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE, HttpState
 from discobridge.metrics import Metrics
 from discobridge.snapshot import SnapshotStore
@@ -103,6 +103,7 @@ def make_app(*, store: SnapshotStore, metrics: Metrics, config: Config) -> web.A
     )
     resolver.add_routes(app)
     health.add_routes(app)
+    eureka.add_routes(app)
     return app
 
 

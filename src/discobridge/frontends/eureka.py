@@ -1,0 +1,201 @@
+"""Eureka's REST API, read side served from precomputed bytes, writes accepted as no-ops.
+
+Mounted under /eureka/ (Spring Cloud's server) and /eureka/v2/ (Netflix's, eureka-js-client's
+default), every path with and without a trailing slash. JSON when Accept contains "json",
+otherwise XML, as the real server decides; gzip only when asked. Errors have empty bodies:
+Spring's client reads error bodies and fails on anything it cannot parse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+from discobridge.frontends.keys import METRICS, STORE
+from discobridge.render.eureka import (
+    RETENTION_S,
+    EurekaDocuments,
+    Instance,
+    Representations,
+    application_xml,
+    delta,
+    documents,
+    instance_xml,
+    registry,
+)
+
+PREFIXES = ("/eureka", "/eureka/v2")
+_DELTA_CACHE = web.AppKey("eureka_delta", dict)
+_WRITES = web.AppKey("eureka_writes", Counter)
+_EMPTY = web.AppKey("eureka_empty", EurekaDocuments)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time) -> None:
+    app[_DELTA_CACHE] = {}
+    app[_WRITES] = Counter()
+    # Before the first poll: an empty registry, never an error (py-eureka-client would stop for good).
+    app[_EMPTY] = documents(0, {}, (), wall_clock())
+    app[METRICS].count_from(
+        "discobridge_eureka_writes",
+        "Eureka writes from clients that still register, accepted and ignored, by operation.",
+        ["operation"],
+        lambda: {(k,): v for k, v in app[_WRITES].items()},
+    )
+    reads: list[tuple[str, Handler]] = [
+        ("apps", handle_apps),
+        ("apps/delta", _with_clock(handle_delta, wall_clock)),
+        ("apps/{app}", handle_app),
+        ("apps/{app}/{id}", handle_app_instance),
+        ("instances/{id}", handle_instance),
+        ("vips/{vip}", _by_vip("vipAddress")),
+        ("svips/{vip}", _by_vip("secureVipAddress")),
+    ]
+    writes: list[tuple[str, str, str, int]] = [
+        ("POST", "apps/{app}", "register", 204),
+        ("PUT", "apps/{app}/{id}", "heartbeat", 200),
+        ("DELETE", "apps/{app}/{id}", "cancel", 200),
+        ("PUT", "apps/{app}/{id}/status", "status_override", 200),
+        ("DELETE", "apps/{app}/{id}/status", "status_override_delete", 200),
+        ("PUT", "apps/{app}/{id}/metadata", "metadata", 200),
+    ]
+    for prefix in PREFIXES:
+        for path, handler in reads:
+            for suffix in ("", "/"):
+                app.router.add_get(f"{prefix}/{path}{suffix}", handler)
+        for method, path, operation, status in writes:
+            for suffix in ("", "/"):
+                app.router.add_route(method, f"{prefix}/{path}{suffix}", _accept_write(operation, status))
+
+
+def _documents(request: web.Request) -> EurekaDocuments:
+    snapshot = request.app[STORE].current
+    return snapshot.eureka if snapshot is not None else request.app[_EMPTY]
+
+
+def _send(request: web.Request, representations: Representations) -> web.Response:
+    """The form the client asked for (JSON or XML, gzip or not), or 304 if it has this one."""
+    wants_json = "json" in request.headers.get("Accept", "")
+    wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    body = {
+        (True, True): representations.json_gzip,
+        (True, False): representations.json,
+        (False, True): representations.xml_gzip,
+        (False, False): representations.xml,
+    }[(wants_json, wants_gzip)]
+    etag = f'"{representations.etag}-{"j" if wants_json else "x"}{"z" if wants_gzip else ""}"'
+    headers = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if wants_gzip:
+        headers["Content-Encoding"] = "gzip"
+    content_type = "application/json" if wants_json else "application/xml"
+    return web.Response(body=body, headers={**headers, "Content-Type": content_type})
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404)
+
+
+async def handle_apps(request: web.Request) -> web.Response:
+    return _send(request, _documents(request).apps)
+
+
+def _with_clock(
+    handler: Callable[[web.Request, float], Awaitable[web.Response]], clock: Callable[[], float]
+) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return await handler(request, clock())
+
+    return handle
+
+
+async def handle_delta(request: web.Request, now: float) -> web.Response:
+    docs = _documents(request)
+    if not docs.changes or docs.changes[0].at >= now - RETENTION_S:
+        return _send(request, docs.delta)
+    # Changes aged out while the registry stood still: drop them, as the real server's
+    # retention timer would, once per snapshot and second.
+    cache = request.app[_DELTA_CACHE]
+    key = (docs.version, int(now))
+    if key not in cache:
+        cache.clear()
+        cache[key] = delta(docs.version, docs.hashcode, docs.changes, now)
+    return _send(request, cache[key])
+
+
+def _one(request: web.Request, root: str, value: object, xml: str) -> web.Response:
+    """A single application or instance under its root key, JSON or XML (API calls, not polls)."""
+    if "json" in request.headers.get("Accept", ""):
+        return web.Response(body=json.dumps({root: value}).encode(), content_type="application/json")
+    return web.Response(
+        body=('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml).encode(),
+        content_type="application/xml",
+    )
+
+
+def _full(instances: Iterable[Instance]) -> list[Instance]:
+    return [{**i, "actionType": "ADDED"} for i in instances]
+
+
+async def handle_app(request: web.Request) -> web.Response:
+    name = request.match_info["app"].upper()
+    instances = _documents(request).applications.get(name)
+    if not instances:
+        return _not_found()
+    full = _full(instances)
+    return _one(request, "application", {"name": name, "instance": full}, application_xml(name, full))
+
+
+def _find(docs: EurekaDocuments, instance_id: str, app: str | None = None) -> Instance | None:
+    for name, instances in docs.applications.items():
+        if app is None or name == app:
+            for instance in instances:
+                if instance["instanceId"] == instance_id:
+                    return instance
+    return None
+
+
+async def handle_app_instance(request: web.Request) -> web.Response:
+    found = _find(_documents(request), request.match_info["id"], request.match_info["app"].upper())
+    if found is None:
+        return _not_found()
+    (instance,) = _full([found])
+    return _one(request, "instance", instance, instance_xml(instance))
+
+
+async def handle_instance(request: web.Request) -> web.Response:
+    found = _find(_documents(request), request.match_info["id"])
+    if found is None:
+        return _not_found()
+    (instance,) = _full([found])
+    return _one(request, "instance", instance, instance_xml(instance))
+
+
+def _by_vip(key: str) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        vip = request.match_info["vip"].lower()
+        docs = _documents(request)
+        matching = {
+            name: _full(i for i in instances if i[key].lower() == vip) for name, instances in docs.applications.items()
+        }
+        matching = {name: instances for name, instances in matching.items() if instances}
+        if not matching:
+            return _not_found()
+        return _send(request, registry(docs.version, docs.hashcode, matching))
+
+    return handle
+
+
+def _accept_write(operation: str, status: int) -> Handler:
+    """Registration, heartbeats and status changes: answered as the real server would, ignored."""
+
+    async def handle(request: web.Request) -> web.Response:
+        request.app[_WRITES][operation] += 1
+        return web.Response(status=status)
+
+    return handle
