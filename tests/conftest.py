@@ -85,3 +85,21 @@ def _toml(value: Any) -> str:
 def renderers(zone: str = "disco.test", ttl_s: int = 5) -> Renderers:
     """The renderers the app would build from a config with this zone and TTL."""
     return Renderers(dns=DnsRenderer(zone=zone, ttl_s=ttl_s))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden files from current output")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Any:
+    """Compare bytes with tests/data/<name>, or rewrite it under --update-golden."""
+
+    def check(name: str, actual: bytes) -> None:
+        path = ROOT / "tests" / "data" / name
+        if request.config.getoption("--update-golden"):
+            path.write_bytes(actual)
+        assert path.exists(), f"{path} is missing: run pytest --update-golden"
+        assert actual == path.read_bytes(), f"{name} differs from the golden file (pytest --update-golden)"
+
+    return check

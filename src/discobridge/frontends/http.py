@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,7 +91,9 @@ class _Runner(web.AppRunner):
         return server
 
 
-def make_app(*, store: SnapshotStore, metrics: Metrics, config: Config) -> web.Application:
+def make_app(
+    *, store: SnapshotStore, metrics: Metrics, config: Config, wall_clock: Callable[[], float] = time.time
+) -> web.Application:
     """The HTTP application: resolver, health, metrics and status page (Eureka mounts here too)."""
     counts: Counter[tuple[str, str]] = Counter()
     app = web.Application(middlewares=[_counting(counts), _json_errors])
@@ -103,7 +106,7 @@ def make_app(*, store: SnapshotStore, metrics: Metrics, config: Config) -> web.A
     )
     resolver.add_routes(app)
     health.add_routes(app)
-    eureka.add_routes(app)
+    eureka.add_routes(app, wall_clock)
     return app
 
 
