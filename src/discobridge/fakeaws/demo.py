@@ -132,6 +132,7 @@ Try, in another terminal, while this runs:
   curl -s http://{http}/v1/resolve/orders       # one healthy host:port, rotating
   curl -s http://{http}/v1/services/orders      # every endpoint with health, zone, task
   curl -s http://{http}/healthz                 # what an ALB health check sees
+  curl -s -H 'Accept: application/json' http://{http}/eureka/apps/ORDERS   # what Spring Cloud sees
   open http://{http}/ in a browser                 # the status page
 
 Stop with Ctrl-C.
