@@ -55,7 +55,7 @@ def wait_until_serving(port: int, deadline_s: float = 30) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/eureka/apps/", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/eureka/apps/", timeout=1) as response:
                 response.read()
                 return
         except OSError:
@@ -109,7 +109,7 @@ def wrk(port: int, headers: dict[str, str], seconds: float) -> float:
         [*command, f"http://127.0.0.1:{port}/eureka/apps/"], capture_output=True, text=True, check=True
     )
     match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if match is None or "Non-2xx" in out.stdout and "304" not in str(headers):
+    if match is None or ("Non-2xx" in out.stdout and "304" not in str(headers)):
         raise RuntimeError(out.stdout)
     return float(match.group(1))
 

@@ -7,12 +7,11 @@ import signal
 import sys
 
 import uvloop
+from estate import store  # bench/eureka is the script's directory
 
 from discobridge.config import HostPort, parse_config
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
-
-from estate import store  # bench/eureka is the script's directory
 
 
 async def main(port: int) -> None:
