@@ -12,9 +12,7 @@ Needs Debian's knot, dnsperf and util-linux (taskset) and discobridge installed 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,11 +25,11 @@ import dns.message
 import dns.query
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from common import cpu_seconds, free_port  # noqa: E402
 from estate import ZONE, queries, zone_file  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PER_CONNECTION = 0
 
 
@@ -45,19 +43,6 @@ class Result:
     cpu_us: float
     completed: int
     lost: int
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return int(port)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime and stime, all threads
 
 
 def wait_until_answering(port: int, process: subprocess.Popen[bytes], deadline_s: float = 30) -> None:

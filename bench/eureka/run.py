@@ -12,10 +12,8 @@ Needs Debian's nginx and wrk.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,30 +23,16 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from common import cpu_seconds, free_port  # noqa: E402
 from estate import store  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 MODES = {
     "plain": {"Accept": "application/json"},
     "gzip": {"Accept": "application/json", "Accept-Encoding": "gzip"},
     "304": {"Accept": "application/json"},  # plus If-None-Match with the server's own ETag
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 def wait_until_serving(port: int, deadline_s: float = 30) -> None:
@@ -122,9 +106,9 @@ def measure(start: object, mode: str, seconds: float) -> tuple[float, float]:
             headers = dict(MODES[mode])
             if mode == "304":
                 headers["If-None-Match"] = etag(port)
-            before = cpu_seconds(pids)
+            before = cpu_seconds(*pids)
             rate = wrk(port, headers, seconds)
-            used = cpu_seconds(pids) - before
+            used = cpu_seconds(*pids) - before
         finally:
             process.terminate()
             process.wait(timeout=30)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
+from pathlib import Path
 
 import uvloop
-from estate import store  # bench/eureka is the script's directory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import serve_until_sigterm
+from estate import store
 
 from discobridge.config import HostPort, parse_config
 from discobridge.frontends.http import HttpFrontend, make_app
@@ -17,13 +19,7 @@ from discobridge.metrics import Metrics
 async def main(port: int) -> None:
     config = parse_config('[aws]\nregion = "us-east-1"\n[dns]\nzone = "b.test"\n', "<bench>")
     app = make_app(store=store(), metrics=Metrics.create(), config=config)
-    frontend = HttpFrontend(app=app, listen=HostPort("127.0.0.1", port))
-    await frontend.start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
-    await frontend.stop()
+    await serve_until_sigterm(HttpFrontend(app=app, listen=HostPort("127.0.0.1", port)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""What the benchmark drivers and servers share: ports, CPU accounting, serving until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Protocol
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Frontend(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp.bind(("127.0.0.1", port))
+        return int(port)
+
+
+def cpu_seconds(*pids: int) -> float:
+    """utime + stime of the processes (all their threads), from /proc."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICKS
+
+
+async def serve_until_sigterm(frontend: Frontend) -> None:
+    await frontend.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await frontend.stop()
