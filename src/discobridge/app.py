@@ -23,6 +23,7 @@ from discobridge.render.dns import DnsRenderer
 from discobridge.render.eureka import EurekaPaths, EurekaRenderer
 from discobridge.snapshot import Renderers, SnapshotStore
 from discobridge.sources.base import Source, gather_all
+from discobridge.sources.cloudmap import CloudMapSource
 from discobridge.sources.ecs import EcsSource
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,9 @@ class Daemon:
         sources: list[tuple[Source, float]] = [
             (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
         ]
+        if config.cloudmap.namespaces:
+            cloudmap = CloudMapSource(aws=self.aws, namespaces=config.cloudmap.namespaces, metrics=self.metrics)
+            sources.append((cloudmap, config.cloudmap.poll_interval_s))
         paths = EurekaPaths(
             home=config.eureka.home_page_path,
             status=config.eureka.status_page_path,

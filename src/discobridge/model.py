@@ -77,3 +77,4 @@ class SourceResult:
     source: SourceName
     endpoints: tuple[Endpoint, ...]
     fetched_at: float
+    warnings: tuple[str, ...] = ()

@@ -49,6 +49,7 @@ class SourceStatus:
     last_error: str | None = None
     consecutive_failures: int = 0
     endpoints: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 def build_snapshot(
@@ -136,7 +137,7 @@ class SnapshotStore:
     def publish(self, result: SourceResult) -> bool:
         """Record a good refresh; rebuild and swap the snapshot only if its endpoints changed."""
         self._status[result.source] = SourceStatus(
-            result.source, last_success_at=result.fetched_at, endpoints=len(result.endpoints)
+            result.source, last_success_at=result.fetched_at, endpoints=len(result.endpoints), warnings=result.warnings
         )
         previous = self._results.get(result.source)
         self._results[result.source] = result

@@ -77,7 +77,8 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
     )
     assert result.returncode == 0, result.stderr
     services = {s["name"]: s["endpoints"] for s in json.loads(result.stdout)["services"]}
-    assert set(services) == {"checkout", "node-exporter", "orders", "payments", "report-builder"}
+    assert set(services) == {"billing", "checkout", "node-exporter", "orders", "payments", "report-builder"}
+    assert {e["source"] for e in services["billing"]} == {"cloudmap"}
     orders = services["orders"]
     assert {e["cluster"] for e in orders} == {"prod", "staging"}
     assert {e["health"] for e in orders} == {"healthy", "unhealthy", "draining"}

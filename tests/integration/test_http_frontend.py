@@ -173,7 +173,9 @@ async def test_long_poll_times_out_with_the_same_index_and_answers_at_once_when_
 async def test_healthz_tracks_staleness_and_shutdown(served: Http) -> None:
     body = await served.json("/healthz")
     assert body["status"] == "ok" and body["age_s"] == 0.0
-    assert body["sources"] == {"ecs": {"age_s": 0.0, "endpoints": 6, "consecutive_failures": 0, "last_error": None}}
+    assert body["sources"] == {
+        "ecs": {"age_s": 0.0, "endpoints": 6, "consecutive_failures": 0, "last_error": None, "warnings": []}
+    }
     served.store.record_failure(SourceName.ECS, "ListTasks failed: ThrottlingException: Rate exceeded")
     served.clock.now += 31
     stale = await served.json("/healthz", status=503)

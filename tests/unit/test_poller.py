@@ -19,6 +19,7 @@ class ScriptedSource:
     """Returns or raises the next scripted outcome on each refresh."""
 
     name = SourceName.ECS
+    warnings: tuple[str, ...] = ()
 
     def __init__(self, *outcomes: tuple[Endpoint, ...] | BaseException | float) -> None:
         self._outcomes = list(outcomes)

@@ -81,6 +81,10 @@ endpoint_url = "{endpoint_url}"
 clusters = ["*"]
 poll_interval_s = 5
 
+[cloudmap]
+namespaces = ["demo.local"]
+poll_interval_s = 5
+
 [dns]
 zone = "{DEMO_ZONE}"
 listen = ["{dns}"]

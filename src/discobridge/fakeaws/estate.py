@@ -155,9 +155,20 @@ class Estate:
         namespace_id: str = self.cloudmap.get_operation(OperationId=operation)["Operation"]["Targets"]["NAMESPACE"]
         return namespace_id
 
-    def cloudmap_instance(self, namespace_id: str, service: str, instance: str, attributes: dict[str, str]) -> None:
+    def cloudmap_service(self, namespace_id: str, service: str, custom_health: bool = False) -> str:
+        """A Cloud Map service; with custom_health its instances' health is set by API calls."""
+        extra = {"HealthCheckCustomConfig": {"FailureThreshold": 1}} if custom_health else {}
+        service_id: str = self.cloudmap.create_service(Name=service, NamespaceId=namespace_id, **extra)["Service"]["Id"]
+        return service_id
+
+    def cloudmap_instance(self, namespace_id: str, service: str, instance: str, attributes: dict[str, str]) -> str:
+        """Register an instance, creating its service on first use; returns the service id."""
         services = self.cloudmap.list_services(Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id]}])
         service_id = next((s["Id"] for s in services["Services"] if s["Name"] == service), None)
         if service_id is None:
-            service_id = self.cloudmap.create_service(Name=service, NamespaceId=namespace_id)["Service"]["Id"]
+            service_id = self.cloudmap_service(namespace_id, service)
         self.cloudmap.register_instance(ServiceId=service_id, InstanceId=instance, Attributes=attributes)
+        return service_id
+
+    def cloudmap_health(self, service_id: str, instance: str, status: str) -> None:
+        self.cloudmap.update_instance_custom_health_status(ServiceId=service_id, InstanceId=instance, Status=status)

@@ -21,6 +21,7 @@ from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
+from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
 MOTO_VERSION = "5.2.5"
 # Real ECS limits: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
@@ -45,6 +46,9 @@ def install() -> None:
     responses.list_container_instances = _paginated(responses.list_container_instances, "containerInstanceArns")
     responses.describe_tasks = _limited(_with_missing_failures(responses.describe_tasks), "tasks")
     responses.describe_container_instances = _limited(responses.describe_container_instances, "containerInstances")
+    cloudmap: Any = ServiceDiscoveryResponse
+    cloudmap.list_services = _list_services
+    cloudmap.list_namespaces = _list_namespaces
 
 
 def _now() -> datetime:
@@ -169,13 +173,9 @@ def _paginated(
             # ListTasks without desiredStatus lists RUNNING tasks only.
             self.params["desiredStatus"] = default_status
         result: dict[str, Any] = dict(original(self).result)  # type: ignore[call-overload]
-        limit = min(int(self._get_param("maxResults") or _MAX_PAGE), _MAX_PAGE)
-        token = self._get_param("nextToken")
-        start = json.loads(token)["offset"] if token else 0
-        items = result[key]
-        result[key] = items[start : start + limit]
-        if start + limit < len(items):
-            result["nextToken"] = json.dumps({"offset": start + limit})
+        result[key], next_token = _page(result[key], self._get_param("maxResults"), self._get_param("nextToken"))
+        if next_token:
+            result["nextToken"] = next_token
         return ActionResult(result)
 
     return respond
@@ -206,3 +206,33 @@ def _with_missing_failures(original: Callable[[Any], ActionResult]) -> Callable[
         return ActionResult(result)
 
     return respond
+
+
+def _page(items: list[Any], max_results: int | str | None, token: str | None) -> tuple[list[Any], str | None]:
+    """One page as AWS pages lists: at most max_results (default and maximum 100), then a token."""
+    limit = min(int(max_results or _MAX_PAGE), _MAX_PAGE)
+    start = json.loads(token)["offset"] if token else 0
+    more = start + limit < len(items)
+    return items[start : start + limit], json.dumps({"offset": start + limit}) if more else None
+
+
+def _list_services(self: Any) -> str:
+    """ListServices honouring the NAMESPACE_ID filter (moto ignores it) and paging."""
+    params = json.loads(self.body or "{}")
+    wanted = {v for f in params.get("Filters", []) if f.get("Name") == "NAMESPACE_ID" for v in f.get("Values", [])}
+    services = [s for s in self.servicediscovery_backend.list_services() if not wanted or s.namespace_id in wanted]
+    page, next_token = _page(services, params.get("MaxResults"), params.get("NextToken"))
+    result: dict[str, Any] = {"Services": [s.to_json() for s in page]}
+    if next_token:
+        result["NextToken"] = next_token
+    return json.dumps(result)
+
+
+def _list_namespaces(self: Any) -> tuple[int, dict[str, str], str]:
+    params = json.loads(self.body or "{}")
+    namespaces = list(self.servicediscovery_backend.list_namespaces())
+    page, next_token = _page(namespaces, params.get("MaxResults"), params.get("NextToken"))
+    result: dict[str, Any] = {"Namespaces": [ns.to_json() for ns in page]}
+    if next_token:
+        result["NextToken"] = next_token
+    return 200, {}, json.dumps(result)

@@ -78,6 +78,7 @@ def _sources(store: SnapshotStore) -> dict[str, dict[str, Any]]:
             "endpoints": status.endpoints,
             "consecutive_failures": status.consecutive_failures,
             "last_error": status.last_error,
+            "warnings": list(status.warnings),
         }
         for source, status in store.status.items()
     }
@@ -122,11 +123,7 @@ async def handle_status_page(request: web.Request) -> web.Response:
         shutting_down=request.app[STATE].shutting_down,
     )
     sources = [
-        (
-            str(source),
-            "never" if store.age_of(source) is None else f"{store.age_of(source):.1f} s ago",
-            status.last_error,
-        )
+        (str(source), _ago(store.age_of(source)), "; ".join(filter(None, [status.last_error, *status.warnings])))
         for source, status in store.status.items()
     ]
     page = render_status_page(

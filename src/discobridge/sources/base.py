@@ -13,6 +13,9 @@ T = TypeVar("T")
 
 class Source(Protocol):
     name: SourceName
+    # Problems that did not stop the refresh (a configured namespace that does not exist), as of
+    # the last refresh: shown in /healthz's detail and on the status page.
+    warnings: tuple[str, ...]
 
     async def refresh(self) -> tuple[Endpoint, ...]:
         """Read every endpoint of this source, or raise: a partial result is never returned."""

@@ -88,6 +88,7 @@ class EcsSource:
     """Polls ECS for running tasks; caches what AWS never changes (hosts, task definitions)."""
 
     name = SourceName.ECS
+    warnings: tuple[str, ...] = ()
 
     def __init__(self, *, aws: AwsClients, clusters: Sequence[str], metrics: Metrics) -> None:
         self._aws = aws
