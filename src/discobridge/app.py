@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import structlog
 from aiobotocore.session import AioSession
 
+from discobridge import snapshot_file
 from discobridge.aws import AwsClients
 from discobridge.config import Config
 from discobridge.frontends.dns import DnsFrontend
@@ -44,7 +47,17 @@ class Daemon:
         self.metrics = Metrics.create()
         self.aws = AwsClients(config=config.aws, metrics=self.metrics, session=session, **(aws_options or {}))
         sources: list[tuple[Source, float]] = [
-            (EcsSource(aws=self.aws, clusters=config.ecs.clusters, metrics=self.metrics), config.ecs.poll_interval_s),
+            (
+                EcsSource(
+                    aws=self.aws,
+                    clusters=config.ecs.clusters,
+                    metrics=self.metrics,
+                    health_refresh_s=config.ecs.health_refresh_s,
+                    max_drop_fraction=config.ecs.max_drop_fraction,
+                    clock=clock,
+                ),
+                config.ecs.poll_interval_s,
+            ),
         ]
         if config.cloudmap.namespaces:
             cloudmap = CloudMapSource(aws=self.aws, namespaces=config.cloudmap.namespaces, metrics=self.metrics)
@@ -67,6 +80,7 @@ class Daemon:
             for s, interval in sources
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self._clock = clock
 
     async def __aenter__(self) -> Daemon:
         await self.aws.__aenter__()
@@ -81,10 +95,35 @@ class Daemon:
         await self.aws.__aexit__(exc_type, exc, tb)
 
     async def serve(self) -> None:
-        """Open every listener, then start polling: clients get SERVFAIL/503 until the first poll."""
+        """Open every listener, then start polling: clients get SERVFAIL/503 until the first poll,
+        unless a saved snapshot answers for them meanwhile."""
+        self._restore()
         await self.dns.start()
         await self.http.start()
         self.start_polling()
+        if self.config.snapshot.path:
+            self._tasks.append(asyncio.create_task(self._keep_saving(Path(self.config.snapshot.path))))
+
+    def _restore(self) -> None:
+        if not self.config.snapshot.path:
+            return
+        path = Path(self.config.snapshot.path)
+        for result in snapshot_file.load(path, clock=self._clock):
+            if result.source in self.store.status:
+                self.store.publish(result)
+        if self.store.current is not None:
+            log.info("snapshot_restored", path=str(path), generation=self.store.generation, stale_s=self.store.age_s())
+
+    async def _keep_saving(self, path: Path) -> None:
+        """Write the snapshot's source results after every change (in a thread: it is disk I/O)."""
+        generation = self.store.generation
+        while True:
+            await self.store.wait_for(generation, timeout=math.inf)
+            generation = self.store.generation
+            try:
+                await asyncio.to_thread(snapshot_file.save, path, list(self.store.results.values()))
+            except OSError as exc:
+                log.warning("snapshot_file_not_written", path=str(path), error=str(exc))
 
     def start_polling(self) -> None:
         self._tasks = [asyncio.create_task(p.run(), name=f"poller-{i}") for i, p in enumerate(self.pollers)]
@@ -103,18 +142,24 @@ class Daemon:
         return all(results)
 
 
-async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = None) -> int:
-    """Run the daemon until SIGINT or SIGTERM, then stop cleanly and return the exit code."""
-    stop = asyncio.Event()
+async def run(config: Config) -> int:
+    """Run the daemon until SIGINT or SIGTERM; drain, then stop cleanly and return the exit code.
+
+    The first signal turns /healthz to 503 and keeps answering for [http] drain_s, so load
+    balancers take this replica out before its listeners close; a second signal skips the wait.
+    """
+    signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
     async with Daemon(config) as daemon:
         await daemon.serve()
         log.info("daemon_started", clusters=list(config.ecs.clusters), region=config.aws.region)
-        if on_ready:
-            on_ready(daemon)
-        await stop.wait()
+        received = await signals.get()
         daemon.http.begin_shutdown()
+        log.info("daemon_draining", signal=signal.Signals(received).name, drain_s=config.http.drain_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.get(), timeout=config.http.drain_s)
+            log.info("daemon_drain_cut_short")
         log.info("daemon_stopping", generation=daemon.store.generation)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
+from discobridge.aws_budget import AWS_BUCKETS, TokenBucket, bucket_of
 from discobridge.config import AwsConfig
 from discobridge.metrics import Metrics
 
@@ -42,11 +44,11 @@ _THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "RequestLimitE
 
 
 class AwsCallError(Exception):
-    """An AWS call failed after botocore's retries; `code` is AWS's error code or the exception name."""
+    """An AWS call failed; `code` is AWS's error code or the exception name."""
 
-    def __init__(self, operation: str, code: str, message: str) -> None:
+    def __init__(self, operation: str, code: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
-        self.operation, self.code = operation, code
+        self.operation, self.code, self.retryable = operation, code, retryable
 
 
 class AwsClients:
@@ -62,14 +64,24 @@ class AwsClients:
         max_attempts: int = 3,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
+        backoff_s: float = 0.1,
+        backoff_cap_s: float = 5.0,
     ) -> None:
         self._config = config
         self._metrics = metrics
         self._session = session or get_session()
         # Bounds in-flight requests across all sources (Prometheus ECS discovery uses the same 20).
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_s, self._backoff_cap_s = backoff_s, backoff_cap_s
+        share = config.api_rate_fraction
+        now = time.monotonic()
+        self._buckets = {
+            name: TokenBucket(burst=b.burst * share, per_s=b.per_s * share, now=now) for name, b in AWS_BUCKETS.items()
+        }
         self._boto_config = AioConfig(
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            # botocore makes one attempt; call() retries itself, so every attempt is budgeted and counted.
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             # With an endpoint_url (moto, LocalStack) Cloud Map's data plane must not be sent to
@@ -108,10 +120,35 @@ class AwsClients:
         return {"aws_access_key_id": "discobridge", "aws_secret_access_key": "discobridge"}
 
     async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
-        """Call one AWS operation; raise AwsCallError when it fails after retries."""
+        """Call one AWS operation within the budget, retrying throttles, 5xx and timeouts with
+        jittered backoff; raise AwsCallError when it still fails."""
         if operation not in OPERATIONS.get(service, ()):
             raise ValueError(f"{service}:{operation} is not in aws.OPERATIONS (and not in IAM)")
         method = getattr(self._clients[service], xform_name(operation))
+        bucket_name = bucket_of(operation)
+        bucket = self._buckets[bucket_name]
+        for attempt in range(1, self._max_attempts + 1):
+            wait_s = bucket.reserve(time.monotonic())
+            if wait_s:
+                self._metrics.aws_token_wait.labels(bucket_name).inc(wait_s)
+                await asyncio.sleep(wait_s)
+            try:
+                response: dict[str, Any] = await self._attempt(method, operation, params)
+            except AwsCallError as exc:
+                if exc.code in _THROTTLE_CODES:
+                    bucket.throttled()
+                if not exc.retryable or attempt == self._max_attempts:
+                    raise
+                self._metrics.aws_retries.labels(operation, exc.code).inc()
+                # Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
+                delay = random.uniform(0, min(self._backoff_cap_s, self._backoff_s * 2**attempt))  # noqa: S311 - jitter
+                await asyncio.sleep(delay)
+            else:
+                bucket.succeeded()
+                return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(self, method: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         outcome = "ok"
         try:
@@ -121,11 +158,13 @@ class AwsClients:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or "ClientError")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             outcome = "throttled" if code in _THROTTLE_CODES else code
-            raise AwsCallError(operation, code, str(error.get("Message", ""))) from exc
+            retryable = code in _THROTTLE_CODES or status >= 500
+            raise AwsCallError(operation, code, str(error.get("Message", "")), retryable=retryable) from exc
         except (TimeoutError, BotoCoreError, OSError) as exc:
             outcome = type(exc).__name__
-            raise AwsCallError(operation, outcome, str(exc)) from exc
+            raise AwsCallError(operation, outcome, str(exc), retryable=True) from exc
         finally:
             self._metrics.aws_calls.labels(operation, outcome).inc()
             self._metrics.aws_call_duration.labels(operation).observe(time.monotonic() - started)

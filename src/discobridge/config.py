@@ -74,6 +74,25 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _positive_fraction(value: Any) -> float:
+    fraction = _fraction(value)
+    if fraction == 0:
+        raise ValueError("expected a number above 0 and at most 1, got 0")
+    return fraction
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"expected a number from 0 to 1, got {_describe(value)}")
+    return float(value)
+
+
+def _non_negative_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a number of seconds >= 0, got {_describe(value)}")
+    return float(value)
+
+
 def _whole_seconds(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"expected a whole number of seconds >= 0, got {_describe(value)}")
@@ -134,12 +153,17 @@ def _choice(*options: str) -> Check:
 class AwsConfig:
     region: str = _setting(_text)
     endpoint_url: str | None = _setting(_optional_url, None)
+    # The share of each AWS throttle bucket discobridge may use: the rest is other tools'.
+    api_rate_fraction: float = _setting(_positive_fraction, 0.25)
 
 
 @dataclass(frozen=True, slots=True)
 class EcsConfig:
     clusters: tuple[str, ...] = _setting(_texts(allow_empty=False), ("*",))
     poll_interval_s: float = _setting(_seconds, 10.0)
+    # Known tasks are described again this often, for their health; new ones at once.
+    health_refresh_s: float = _setting(_seconds, 60.0)
+    max_drop_fraction: float = _setting(_fraction, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +182,14 @@ class DnsConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: HostPort = _setting(_listen, HostPort("0.0.0.0", 8080))
+    # After SIGTERM: /healthz is 503 at once, and answers go on this long so load balancers
+    # deregister this replica before its listeners close.
+    drain_s: float = _setting(_non_negative_seconds, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotConfig:
+    path: str | None = _setting(_text, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +220,7 @@ class Config:
     eureka: EurekaConfig
     health: HealthConfig
     log: LogConfig
+    snapshot: SnapshotConfig
     origin: str = "<config>"
 
 
@@ -200,6 +233,7 @@ _TABLES: Mapping[str, type[Any]] = {
     "eureka": EurekaConfig,
     "health": HealthConfig,
     "log": LogConfig,
+    "snapshot": SnapshotConfig,
 }
 
 

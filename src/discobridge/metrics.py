@@ -16,9 +16,12 @@ class Metrics:
     registry: CollectorRegistry
     aws_calls: Counter
     aws_call_duration: Histogram
+    aws_retries: Counter
+    aws_token_wait: Counter
     source_refreshes: Counter
     source_refresh_duration: Histogram
     source_skipped_records: Counter
+    source_list_shrinks: Counter
     snapshot_generation: Gauge
 
     @classmethod
@@ -39,6 +42,18 @@ class Metrics:
                 ["operation"],
                 registry=registry,
             ),
+            aws_retries=Counter(
+                "discobridge_aws_retries_total",
+                "AWS calls attempted again, by operation and the error that caused it.",
+                ["operation", "reason"],
+                registry=registry,
+            ),
+            aws_token_wait=Counter(
+                "discobridge_aws_token_wait_seconds_total",
+                "Time calls waited for the client-side budget, by AWS throttle bucket.",
+                ["bucket"],
+                registry=registry,
+            ),
             source_refreshes=Counter(
                 "discobridge_source_refreshes_total",
                 "Source refreshes by outcome (ok or failed).",
@@ -55,6 +70,13 @@ class Metrics:
                 "discobridge_source_skipped_records_total",
                 "Records a source could not turn into an endpoint, by reason.",
                 ["source", "reason"],
+                registry=registry,
+            ),
+            source_list_shrinks=Counter(
+                "discobridge_source_list_shrinks_total",
+                "Polls whose task list lost more than [ecs] max_drop_fraction of a cluster's tasks "
+                "that ECS still reports running; those tasks were kept.",
+                ["source"],
                 registry=registry,
             ),
             snapshot_generation=Gauge(

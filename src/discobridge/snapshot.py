@@ -121,6 +121,11 @@ class SnapshotStore:
         return self.current.generation if self.current else 0
 
     @property
+    def results(self) -> Mapping[SourceName, SourceResult]:
+        """Each source's last good result: what the snapshot was built from."""
+        return MappingProxyType(self._results)
+
+    @property
     def status(self) -> Mapping[SourceName, SourceStatus]:
         return MappingProxyType(self._status)
 

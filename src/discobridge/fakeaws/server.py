@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from discobridge.fakeaws import moto_ext
 
 StartResponse = Callable[..., Any]
 Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
 
 # EC2 (the query protocol) answers errors in XML; the JSON protocols (ECS, Cloud Map) in JSON.
 _EC2_ERROR = (
@@ -36,14 +40,18 @@ _EC2_ERROR = (
 
 @dataclass
 class _Fault:
-    code: str
-    status: int
-    message: str
     remaining: int | None
+    code: str = ""  # an AWS error to answer with
+    status: int = 500
+    message: str = ""
+    delay_s: float = 0.0  # wait this long first (longer than the client's read timeout: a timeout)
+    drop: bool = False  # close the connection without an answer
+    rewrite: Rewrite | None = None  # change the real JSON answer
 
 
 class Faults:
-    """Makes named AWS operations fail with correctly shaped errors, for N calls or until cleared."""
+    """Makes named AWS operations misbehave, for N calls or until cleared: correctly shaped AWS
+    errors, delays, dropped connections, or rewritten answers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,8 +67,23 @@ class Faults:
         message: str = "injected fault",
         times: int | None = None,
     ) -> None:
+        self._set(operation, _Fault(times, code=code, status=status, message=message))
+
+    def delay(self, operation: str, seconds: float, *, times: int | None = None) -> None:
+        self._set(operation, _Fault(times, delay_s=seconds))
+
+    def drop(self, operation: str, *, times: int | None = None) -> None:
+        self._set(operation, _Fault(times, drop=True))
+
+    def rewrite(
+        self, operation: str, change: Callable[[dict[str, Any]], dict[str, Any]], *, times: int | None = None
+    ) -> None:
+        """Answer from moto as usual, but pass the JSON answer through `change` first."""
+        self._set(operation, _Fault(times, rewrite=change))
+
+    def _set(self, operation: str, fault: _Fault) -> None:
         with self._lock:
-            self._faults[operation] = _Fault(code, status, message, times)
+            self._faults[operation] = fault
 
     def clear(self) -> None:
         with self._lock:
@@ -72,6 +95,15 @@ class Faults:
             fault = self._take(operation)
             if fault is None:
                 return app(environ, start_response)
+            if fault.delay_s:
+                time.sleep(fault.delay_s)  # this server thread only; moto serves others meanwhile
+                if not fault.code and not fault.drop:
+                    return app(environ, start_response)
+            if fault.drop:
+                _drop_connection(environ)
+                return []
+            if fault.rewrite is not None:
+                return _rewritten(app, environ, start_response, fault.rewrite)
             if is_query:
                 body = _EC2_ERROR.format(code=fault.code, message=fault.message).encode()
                 content_type = "text/xml"
@@ -94,6 +126,31 @@ class Faults:
                 if fault.remaining <= 0:
                     del self._faults[operation]
             return fault
+
+
+def _drop_connection(environ: dict[str, Any]) -> None:
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def _rewritten(
+    app: Wsgi,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Iterable[bytes]:
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured["status"], captured["headers"] = status, headers
+
+    body = json.dumps(change(json.loads(b"".join(app(environ, capture))))).encode()
+    headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+    start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _operation(environ: dict[str, Any]) -> tuple[str, bool]:

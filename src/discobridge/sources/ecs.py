@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -12,7 +13,8 @@ from discobridge.aws import AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, SourceName
 from discobridge.sources.base import gather_all
-from discobridge.sources.ecs_parse import HostInfo, is_running, parse_task
+from discobridge.sources.ecs_parse import HostInfo, parse_task
+from discobridge.sources.ecs_tasks import ClusterTasks
 
 log = structlog.get_logger(__name__)
 
@@ -32,10 +34,6 @@ async def fetch_cluster_arns(aws: AwsClients) -> list[str]:
     return await aws.collect("ecs", "ListClusters", "clusterArns", "nextToken")
 
 
-async def fetch_task_arns(aws: AwsClients, cluster: str) -> list[str]:
-    return await aws.collect("ecs", "ListTasks", "taskArns", "nextToken", cluster=cluster, desiredStatus="RUNNING")
-
-
 async def fetch_draining_instances(aws: AwsClients, cluster: str) -> set[str]:
     # Container-instance status changes over time, unlike its EC2 id, so it is listed each poll:
     # one call per cluster instead of re-describing every cached instance.
@@ -52,11 +50,6 @@ async def _describe_in_batches(
         aws.call("ecs", operation, **params, **{ids_param: list(batch)}) for batch in batches(ids)
     )
     return [item for response in responses for item in response.get(key, [])]
-
-
-async def fetch_tasks(aws: AwsClients, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
-    """Describe tasks; ARNs that ECS reports in failures[] (MISSING: already gone) are left out."""
-    return await _describe_in_batches(aws, "DescribeTasks", "tasks", "tasks", arns, cluster=cluster)
 
 
 async def fetch_container_instances(aws: AwsClients, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
@@ -90,10 +83,23 @@ class EcsSource:
     name = SourceName.ECS
     warnings: tuple[str, ...] = ()
 
-    def __init__(self, *, aws: AwsClients, clusters: Sequence[str], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        aws: AwsClients,
+        clusters: Sequence[str],
+        metrics: Metrics,
+        health_refresh_s: float = 60.0,
+        max_drop_fraction: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._aws = aws
         self._clusters = tuple(clusters)
         self._metrics = metrics
+        self._tracked: dict[str, ClusterTasks] = {}
+        self._health_refresh_s = health_refresh_s
+        self._max_drop_fraction = max_drop_fraction
+        self._clock = clock
         # A container instance's EC2 id, an instance's primary private IP and a task-definition
         # revision are fixed for life: described once, kept while something still uses them.
         self._instance_of: dict[str, str] = {}
@@ -102,6 +108,7 @@ class EcsSource:
 
     async def refresh(self) -> tuple[Endpoint, ...]:
         clusters = await self._cluster_names()
+        self._tracked = {c: t for c, t in self._tracked.items() if c in clusters}
         per_cluster = await gather_all(self._cluster_tasks(c) for c in clusters)
         tasks = [task for found, _ in per_cluster for task in found]
         draining: set[str] = set().union(*(d for _, d in per_cluster))
@@ -119,10 +126,18 @@ class EcsSource:
 
     async def _cluster_tasks(self, cluster: str) -> tuple[list[dict[str, Any]], set[str]]:
         """The running tasks of one cluster and its draining container-instance ARNs."""
-        arns = await fetch_task_arns(self._aws, cluster)
+        tracked = self._tracked.get(cluster) or ClusterTasks(
+            cluster=cluster,
+            health_refresh_s=self._health_refresh_s,
+            max_drop_fraction=self._max_drop_fraction,
+            clock=self._clock,
+        )
+        reconciled = await tracked.refresh(self._aws)
+        self._tracked[cluster] = tracked
+        if reconciled.dropped_too_many:
+            self._metrics.source_list_shrinks.labels(self.name).inc()
         draining = await fetch_draining_instances(self._aws, cluster)
-        tasks = await fetch_tasks(self._aws, cluster, arns) if arns else []
-        return [task for task in tasks if is_running(task)], draining
+        return reconciled.tasks, draining
 
     async def _learn(self, tasks: Iterable[dict[str, Any]]) -> None:
         """Describe the container instances, EC2 hosts and task definitions not seen before."""
