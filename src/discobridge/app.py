@@ -122,6 +122,7 @@ class Daemon:
             generation = self.store.generation
             try:
                 await asyncio.to_thread(snapshot_file.save, path, list(self.store.results.values()))
+                log.info("snapshot_saved", path=str(path), generation=generation)
             except OSError as exc:
                 log.warning("snapshot_file_not_written", path=str(path), error=str(exc))
 

@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +196,75 @@ def test_snapshot_exits_one_with_the_error_when_aws_fails(fake_aws: FakeAws, tmp
     )
     assert result.returncode == 1
     assert "AccessDeniedException" in result.stderr and "ListClusters" in result.stderr
+
+
+def http_get(address: str, path: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def txt(port: int) -> list[str]:
+    query = dns.message.make_query("orders.discobridge.internal", "TXT")
+    answer = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+    return sorted(item.to_text() for rrset in answer.answer for item in rrset)
+
+
+def test_sigterm_drains_then_exits_and_a_restart_answers_from_the_snapshot_file(
+    fake_aws: FakeAws, estate: Estate, tmp_path: Path
+) -> None:
+    estate.cluster("prod")
+    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    estate.service("prod", "orders", definition, estate.hosts("prod", 2))
+    snapshot = tmp_path / "state" / "snapshot.json"
+    config = example_config(tmp_path, fake_aws.url)
+    text = config.read_text().replace("drain_s = 5", "drain_s = 1")
+    config.write_text(text.replace('# path = "/var/lib/discobridge/snapshot.json"', f'path = "{snapshot}"'))
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+
+    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen = events(read_until(process.stderr, "snapshot_saved"))
+        port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
+        http = str(seen["http_listening"]["address"])
+        served = txt(port)
+        assert len(served) == 2 and snapshot.is_file()
+        process.send_signal(signal.SIGTERM)
+        read_until(process.stderr, "daemon_draining")
+        status, body = http_get(http, "/healthz")
+        assert status == 503 and body["reason"] == "shutting down"
+        assert txt(port) == served  # still answering while the load balancer lets go
+        started = time.monotonic()
+        assert process.wait(timeout=1 + 5) == 0
+        assert time.monotonic() - started < 1 + 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
+
+    # Restart with AWS unreachable: the saved snapshot answers at once, marked as old as it is.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    down = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    config.write_text(config.read_text().replace(fake_aws.url, down).replace("drain_s = 1", "drain_s = 60"))
+    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen = events(read_until(process.stderr, "http_listening"))
+        assert "snapshot_restored" in seen
+        port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
+        assert txt(port) == served
+        status, body = http_get(str(seen["http_listening"]["address"]), "/healthz")
+        assert status == 200 and float(body["age_s"]) > 0  # type: ignore[arg-type]
+        process.send_signal(signal.SIGTERM)
+        read_until(process.stderr, "daemon_draining")
+        process.send_signal(signal.SIGTERM)  # a second signal cuts the 60 s drain short
+        assert process.wait(timeout=10) == 0
+    finally:
+        dead.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
