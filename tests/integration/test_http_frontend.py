@@ -246,3 +246,15 @@ async def test_a_slow_client_does_not_hold_up_others(served: Http) -> None:
     assert (await served.json("/v1/services"))["generation"] == 1
     slow.close()
     await slow.wait_closed()
+
+
+async def test_many_idle_connections_do_not_stop_service(served: Http) -> None:
+    assert served.frontend.address is not None
+    idle = [await asyncio.open_connection("127.0.0.1", served.frontend.address.port) for _ in range(300)]
+    try:
+        assert (await served.json("/v1/services"))["generation"] == 1
+        assert (await served.get("/healthz"))[0] == 200
+    finally:
+        for _, writer in idle:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in idle))

@@ -48,7 +48,9 @@ class Running:
         sample = self.daemon.metrics.registry.get_sample_value
         labels = {"source": "ecs", "outcome": "ok"}
         target = (sample("discobridge_source_refreshes_total", labels) or 0) + count
-        assert await self.daemon.store.wait_until(lambda: (sample("discobridge_source_refreshes_total", labels) or 0) >= target, 20)
+        assert await self.daemon.store.wait_until(
+            lambda: (sample("discobridge_source_refreshes_total", labels) or 0) >= target, 20
+        )
 
     def addresses(self, service: str = "orders") -> list[str]:
         snapshot = self.daemon.store.current
@@ -170,7 +172,9 @@ async def test_a_quiet_estate_of_500_tasks_costs_no_describe_calls(
         running = Running(daemon, FakeClock(), estate)
         await running.refreshes(3)
         calls = dict(fake_aws.faults.calls)
-    assert "DescribeTasks" not in calls and "DescribeInstances" not in calls and "DescribeContainerInstances" not in calls
+    assert (
+        "DescribeTasks" not in calls and "DescribeInstances" not in calls and "DescribeContainerInstances" not in calls
+    )
     # Per poll: ListTasks in pages of 100, and one ListContainerInstances for draining hosts.
     polls = calls["ListContainerInstances"]
     assert polls >= 3 and calls["ListTasks"] == 5 * polls
@@ -186,9 +190,9 @@ async def test_startup_with_aws_down_serves_servfail_and_503_then_recovers(aio_s
         reply = await dns.asyncquery.udp(query, "127.0.0.1", port=daemon.dns.addresses[0].port, timeout=2)
         assert reply.rcode() == dns.rcode.SERVFAIL and failures.last_error is not None
         assert daemon.http.address is not None
-        async with aiohttp.ClientSession() as client:
-            async with client.get(f"http://127.0.0.1:{daemon.http.address.port}/healthz") as response:
-                assert response.status == 503
+        url = f"http://127.0.0.1:{daemon.http.address.port}/healthz"
+        async with aiohttp.ClientSession() as client, client.get(url) as response:
+            assert response.status == 503
         server = FakeAws(port=port).start()  # AWS comes up: the daemon never gave up
         try:
             assert await daemon.store.wait_for(0, timeout=15) is not None
@@ -225,3 +229,45 @@ async def test_aws_stopped_entirely_keeps_answers_until_it_returns(
             assert await daemon.store.wait_until(lambda: len(running.addresses()) == 3, timeout=15)
     finally:
         own.stop()
+
+
+async def test_throttles_are_retried_with_backoff_and_counted(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.cluster("prod")
+    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
+    fake_aws.faults.fail("DescribeTasks", code="ThrottlingException", status=400, message="Rate exceeded", times=2)
+    config = make_config(fake_aws.url)
+    options = {"max_attempts": 3, "backoff_s": 0.01, "backoff_cap_s": 0.05}
+    async with Daemon(config, session=aio_session, aws_options=options) as daemon:
+        assert await daemon.refresh_all() is True  # two throttles, then the third attempt succeeds
+        sample = daemon.metrics.registry.get_sample_value
+        assert (
+            sample("discobridge_aws_retries_total", {"operation": "DescribeTasks", "reason": "ThrottlingException"})
+            == 2
+        )
+        assert sample("discobridge_aws_calls_total", {"operation": "DescribeTasks", "outcome": "throttled"}) == 2
+        assert sample("discobridge_aws_calls_total", {"operation": "DescribeTasks", "outcome": "ok"}) == 1
+        fake_aws.faults.fail("ListTasks", code="AccessDeniedException", status=400)
+        assert await daemon.refresh_all() is False  # never retried: it will not get better
+        assert (
+            sample("discobridge_aws_calls_total", {"operation": "ListTasks", "outcome": "AccessDeniedException"}) == 1
+        )
+
+
+async def test_calls_wait_for_the_budget_when_it_is_spent(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.cluster("prod")
+    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
+    # 5% of ECS's cluster-resource bucket: a burst of 5 calls, then one per second.
+    config = make_config(fake_aws.url, aws={"api_rate_fraction": 0.05})
+    async with Daemon(config, session=aio_session, aws_options={"max_attempts": 1}) as daemon:
+        for _ in range(3):  # 3 polls of 3-4 calls each from a burst of 5
+            assert await daemon.refresh_all() is True
+        waited = daemon.metrics.registry.get_sample_value(
+            "discobridge_aws_token_wait_seconds_total", {"bucket": "ecs-cluster-resource-read"}
+        )
+    assert waited is not None and waited > 1.0
