@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from discobridge import __version__, app
-from discobridge.config import Config, ConfigError, load_config
+from discobridge.config import Config, ConfigError, load_config, parse_config
 from discobridge.logs import configure_logging
 from discobridge.render.resolver import render_services
 from discobridge.snapshot import Snapshot
+
+# Containers get their config as TOML text in this variable (ECS reads it from SSM).
+CONFIG_VARIABLE = "DISCOBRIDGE_CONFIG"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         ("check", "validate a config file"),
     ):
         command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
+        command.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help=f"TOML config file (default: the TOML text in ${CONFIG_VARIABLE}, for containers)",
+        )
         if name == "snapshot":
             command.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo = commands.add_parser("demo", help="run against an embedded fake AWS estate (no account needed)")
@@ -47,18 +55,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args.dir, args.dns_port, args.http_port)
-        config = load_config(args.config)
+        config = _load(args.config)
     except ConfigError as exc:
         print(f"discobridge: config error: {exc}", file=sys.stderr)
         return 1
     if args.command == "check":
-        print(f"{args.config}: ok")
+        print(f"{config.origin}: ok")
         return 0
     if args.command == "snapshot":
         configure_logging(format=config.log.format, level=_quiet(config.log.level))
         return _run_async(_snapshot(config, as_json=args.json))
     configure_logging(format=config.log.format, level=config.log.level)
     return _run_async(app.run(config))
+
+
+def _load(path: str | None) -> Config:
+    """The config from -c FILE, else from $DISCOBRIDGE_CONFIG (ECS injects it from SSM)."""
+    if path is not None:
+        return load_config(path)
+    text = os.environ.get(CONFIG_VARIABLE)
+    if text is None:
+        raise ConfigError("discobridge", "", f"give a config file with -c FILE or its TOML text in ${CONFIG_VARIABLE}")
+    return parse_config(text, f"${CONFIG_VARIABLE}")
 
 
 def _quiet(level: str) -> str:

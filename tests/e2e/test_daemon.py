@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +38,19 @@ def read_until(stream: object, marker: str, limit: int = 400) -> list[str]:
         if marker in line:
             return lines
     raise AssertionError(f"{marker!r} never appeared in:\n{''.join(lines)}")
+
+
+@contextlib.contextmanager
+def daemon_process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`discobridge <args>` with its stderr (the JSON log) piped; killed if a test leaves it running."""
+    process = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
 
 
 def free_port(kind: socket.SocketKind) -> int:
@@ -156,8 +170,7 @@ def test_run_serves_dns_from_ecs_until_sigterm_then_exits_zero(
 
     config = example_config(tmp_path, fake_aws.url)
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
-    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
-    try:
+    with daemon_process(["run", "-c", str(config)], env) as process:
         seen = events(read_until(process.stderr, "source_refreshed"))
         refreshed = seen["source_refreshed"]
         assert refreshed["source"] == "ecs" and refreshed["endpoints"] == 2 and refreshed["services"] == 1
@@ -180,11 +193,6 @@ def test_run_serves_dns_from_ecs_until_sigterm_then_exits_zero(
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 def test_snapshot_exits_one_with_the_error_when_aws_fails(fake_aws: FakeAws, tmp_path: Path) -> None:
@@ -215,17 +223,14 @@ def txt(port: int) -> list[str]:
 def test_sigterm_drains_then_exits_and_a_restart_answers_from_the_snapshot_file(
     fake_aws: FakeAws, estate: Estate, tmp_path: Path
 ) -> None:
-    estate.cluster("prod")
-    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
-    estate.service("prod", "orders", definition, estate.hosts("prod", 2))
+    estate.web_service("prod", "orders", hosts=2)
     snapshot = tmp_path / "state" / "snapshot.json"
     config = example_config(tmp_path, fake_aws.url)
     text = config.read_text().replace("drain_s = 5", "drain_s = 1")
     config.write_text(text.replace('# path = "/var/lib/discobridge/snapshot.json"', f'path = "{snapshot}"'))
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
 
-    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
-    try:
+    with daemon_process(["run", "-c", str(config)], env) as process:
         seen = events(read_until(process.stderr, "snapshot_saved"))
         port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
         http = str(seen["http_listening"]["address"])
@@ -239,32 +244,48 @@ def test_sigterm_drains_then_exits_and_a_restart_answers_from_the_snapshot_file(
         started = time.monotonic()
         assert process.wait(timeout=1 + 5) == 0
         assert time.monotonic() - started < 1 + 5
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()  # type: ignore[union-attr]
 
     # Restart with AWS unreachable: the saved snapshot answers at once, marked as old as it is.
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     down = f"http://127.0.0.1:{dead.getsockname()[1]}"
     config.write_text(config.read_text().replace(fake_aws.url, down).replace("drain_s = 1", "drain_s = 60"))
-    process = subprocess.Popen([*COMMAND, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        seen = events(read_until(process.stderr, "http_listening"))
-        assert "snapshot_restored" in seen
-        port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
-        assert txt(port) == served
-        status, body = http_get(str(seen["http_listening"]["address"]), "/healthz")
-        assert status == 200 and float(body["age_s"]) > 0  # type: ignore[arg-type]
-        process.send_signal(signal.SIGTERM)
-        read_until(process.stderr, "daemon_draining")
-        process.send_signal(signal.SIGTERM)  # a second signal cuts the 60 s drain short
-        assert process.wait(timeout=10) == 0
+        with daemon_process(["run", "-c", str(config)], env) as process:
+            seen = events(read_until(process.stderr, "http_listening"))
+            assert "snapshot_restored" in seen
+            port = int(str(seen["dns_listening"]["addresses"][0]).rsplit(":", 1)[1])  # type: ignore[index]
+            assert txt(port) == served
+            status, body = http_get(str(seen["http_listening"]["address"]), "/healthz")
+            assert status == 200 and float(body["age_s"]) > 0  # type: ignore[arg-type]
+            process.send_signal(signal.SIGTERM)
+            read_until(process.stderr, "daemon_draining")
+            process.send_signal(signal.SIGTERM)  # a second signal cuts the 60 s drain short
+            assert process.wait(timeout=10) == 0
     finally:
         dead.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_run_takes_its_config_from_discobridge_config_with_no_file(fake_aws: FakeAws, estate: Estate) -> None:
+    estate.web_service("prod", "orders")
+    toml = (
+        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{fake_aws.url}"\n'
+        '[ecs]\npoll_interval_s = 0.2\n[dns]\nzone = "env.test"\nlisten = ["127.0.0.1:0"]\n'
+        '[http]\nlisten = "127.0.0.1:0"\ndrain_s = 0\n'
+    )
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "DISCOBRIDGE_CONFIG": toml}
+    check = subprocess.run([*COMMAND, "check"], capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert check.returncode == 0 and check.stdout.strip() == "$DISCOBRIDGE_CONFIG: ok"
+    with daemon_process(["run"], env) as process:
+        seen = events(read_until(process.stderr, "source_refreshed"))
+        assert seen["source_refreshed"]["endpoints"] == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+    bad = {**env, "DISCOBRIDGE_CONFIG": toml.replace("zone", "zome")}
+    failed = subprocess.run([*COMMAND, "run"], capture_output=True, text=True, env=bad, timeout=30, check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().startswith("discobridge: config error: $DISCOBRIDGE_CONFIG: [dns] zome: unknown key")
+    unset = {k: v for k, v in env.items() if k != "DISCOBRIDGE_CONFIG"}
+    missing = subprocess.run([*COMMAND, "run"], capture_output=True, text=True, env=unset, timeout=30, check=False)
+    assert missing.returncode == 1 and "DISCOBRIDGE_CONFIG" in missing.stderr

@@ -234,9 +234,7 @@ async def test_aws_stopped_entirely_keeps_answers_until_it_returns(
 async def test_throttles_are_retried_with_backoff_and_counted(
     fake_aws: FakeAws, estate: Estate, aio_session: AioSession
 ) -> None:
-    estate.cluster("prod")
-    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
-    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
+    estate.web_service("prod", "orders")
     fake_aws.faults.fail("DescribeTasks", code="ThrottlingException", status=400, message="Rate exceeded", times=2)
     config = make_config(fake_aws.url)
     options = {"max_attempts": 3, "backoff_s": 0.01, "backoff_cap_s": 0.05}
@@ -259,9 +257,7 @@ async def test_throttles_are_retried_with_backoff_and_counted(
 async def test_calls_wait_for_the_budget_when_it_is_spent(
     fake_aws: FakeAws, estate: Estate, aio_session: AioSession
 ) -> None:
-    estate.cluster("prod")
-    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
-    estate.service("prod", "orders", definition, estate.hosts("prod", 1))
+    estate.web_service("prod", "orders")
     # 5% of ECS's cluster-resource bucket: a burst of 5 calls, then one per second.
     config = make_config(fake_aws.url, aws={"api_rate_fraction": 0.05})
     async with Daemon(config, session=aio_session, aws_options={"max_attempts": 1}) as daemon:

@@ -97,6 +97,12 @@ class Estate:
         )["taskDefinition"]["taskDefinitionArn"]
         return arn
 
+    def web_service(self, cluster: str, name: str, hosts: int = 1) -> list[str]:
+        """The usual test estate: a cluster, `hosts` new hosts, one bridge-mode web task on each."""
+        self.cluster(cluster)
+        definition = self.task_definition(name, Container("web", ports=(8080,)))
+        return self.service(cluster, name, definition, self.hosts(cluster, hosts))
+
     def service(self, cluster: str, name: str, task_definition: str, hosts: list[str]) -> list[str]:
         """Create a service and place one task per listed host, as the ECS scheduler would."""
         self.ecs.create_service(

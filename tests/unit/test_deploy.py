@@ -1,0 +1,66 @@
+"""deploy/: the CloudFormation template lints clean and grants exactly the AWS calls the code makes;
+the Dockerfile lints clean, runs as non-root, checks /healthz and ships no tests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+from discobridge.aws import OPERATIONS
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    assert found, f"{name} is installed with the test extras"
+    return found
+
+
+def test_cloudformation_template_has_no_lint_errors() -> None:
+    result = subprocess.run(
+        [tool("cfn-lint"), str(DEPLOY / "cloudformation.yaml")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_task_role_grants_exactly_the_operations_the_code_can_call() -> None:
+    template, problems = decode(str(DEPLOY / "cloudformation.yaml"))
+    assert not problems and template is not None
+    granted = {action for s in _statements(template, "TaskRole") for action in s["Action"]}
+    # IAM action prefixes are the botocore service names for these three services.
+    called = {f"{service}:{operation}" for service, operations in OPERATIONS.items() for operation in operations}
+    assert granted == called
+    assert all(s["Effect"] == "Allow" for s in _statements(template, "TaskRole"))
+
+
+def test_dockerfile_lints_clean_runs_as_non_root_checks_health_and_ships_no_tests() -> None:
+    dockerfile = DEPLOY / "Dockerfile"
+    result = subprocess.run([tool("hadolint"), str(dockerfile)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = dockerfile.read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    users = re.findall(r"^USER\s+(\S+)", final_stage, flags=re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*", text, flags=re.MULTILINE) and "/healthz" in text
+    copied = " ".join(re.findall(r"^COPY\s+(.*)$", text, flags=re.MULTILINE))
+    assert "tests" not in copied and "bench" not in copied and "cap_net_bind_service" in text
+    assert (
+        re.findall(r"^CMD (.*)$", text, flags=re.MULTILINE)[-1]
+        == '["discobridge", "run", "-c", "/etc/discobridge/config.toml"]'
+    )
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "*" in ignored and "!src/" in ignored and "!tests/" not in ignored
