@@ -100,25 +100,44 @@ def new_task_on_new_host(estate: Estate) -> None:
     estate.place("prod", definition, estate.hosts("prod", 1), group="service:orders")
 
 
-FAULTS: list[tuple[str, Callable[[FakeAws], None]]] = [
-    ("throttled-describe-tasks", lambda f: f.faults.fail("DescribeTasks", code="ThrottlingException", status=400)),
-    ("ec2-503", lambda f: f.faults.fail("DescribeInstances", code="Unavailable", status=503)),
-    ("read-timeout", lambda f: f.faults.delay("ListTasks", 1.5)),
-    ("dropped-connection", lambda f: f.faults.drop("ListTasks")),
-    ("access-denied", lambda f: f.faults.fail("ListTasks", code="AccessDeniedException", status=400)),
-    ("cluster-deleted", lambda f: f.faults.fail("ListTasks", code="ClusterNotFoundException", status=400)),
+FAULTS: list[tuple[str, Callable[[FakeAws], None], str]] = [
+    (
+        "throttled-describe-tasks",
+        lambda f: f.faults.fail("DescribeTasks", code="ThrottlingException", status=400),
+        "ThrottlingException",
+    ),
+    ("ec2-503", lambda f: f.faults.fail("DescribeInstances", code="Unavailable", status=503), "Unavailable"),
+    (
+        "ec2-request-limit-xml",
+        lambda f: f.faults.fail("DescribeInstances", code="RequestLimitExceeded", status=503),
+        "RequestLimitExceeded",
+    ),
+    ("server-exception", lambda f: f.faults.fail("ListTasks", code="ServerException", status=500), "ServerException"),
+    ("read-timeout", lambda f: f.faults.delay("ListTasks", 1.5), "ReadTimeoutError"),
+    ("dropped-connection", lambda f: f.faults.drop("ListTasks"), "ListTasks failed"),
+    (
+        "access-denied",
+        lambda f: f.faults.fail("ListTasks", code="AccessDeniedException", status=400),
+        "AccessDeniedException",
+    ),
+    (
+        "cluster-deleted",
+        lambda f: f.faults.fail("ListTasks", code="ClusterNotFoundException", status=400),
+        "ClusterNotFoundException",
+    ),
 ]
 
 
-@pytest.mark.parametrize("inject", [f[1] for f in FAULTS], ids=[f[0] for f in FAULTS])
+@pytest.mark.parametrize(("inject", "error"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
 async def test_answers_hold_through_a_fault_and_resume_after(
-    running: Running, fake_aws: FakeAws, inject: Callable[[FakeAws], None]
+    running: Running, fake_aws: FakeAws, inject: Callable[[FakeAws], None], error: str
 ) -> None:
     before = await running.answers()
     assert before[3] == (200, 0.0)
     inject(fake_aws)
     new_task_on_new_host(running.estate)  # a change the faulty call would have to reveal
     await running.failures(2)
+    assert error in str(running.status.last_error)
 
     running.clock.now += MAX_STALENESS - 1
     during = await running.answers()
