@@ -87,8 +87,8 @@ class EurekaRenderer:
 
     paths: EurekaPaths = field(default_factory=EurekaPaths)
     wall_clock: Callable[[], float] = time.time
-    _known: dict[str, _Known] = field(default_factory=dict)
-    _changes: deque[Change] = field(default_factory=deque)
+    _known: dict[str, _Known] = field(default_factory=dict, init=False)
+    _changes: deque[Change] = field(default_factory=deque, init=False)
 
     def __call__(self, services: Mapping[str, Service], generation: int) -> EurekaDocuments:
         now = self.wall_clock()
