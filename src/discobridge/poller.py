@@ -78,7 +78,8 @@ class Poller:
             )
             return False
         duration = self._clock() - started
-        changed = self._store.publish(SourceResult(source, endpoints, self._clock(), self._source.warnings))
+        result = SourceResult(source, endpoints, self._clock(), self._source.warnings)
+        changed = await self._store.publish_in_thread(result)
         self._metrics.source_refreshes.labels(source, "ok").inc()
         self._metrics.source_refresh_duration.labels(source).observe(duration)
         self._metrics.snapshot_generation.set(self._store.generation)

@@ -11,8 +11,8 @@ from types import MappingProxyType
 from discobridge.model import Endpoint, Service, SourceName, SourceResult
 from discobridge.render.dns import DnsAnswers
 from discobridge.render.eureka import EurekaDocuments, EurekaRenderer
-from discobridge.render.resolver import ResolverDocuments, render_resolver
-from discobridge.render.status import render_service_sections
+from discobridge.render.resolver import ResolverDocuments, ResolverRenderer
+from discobridge.render.status import StatusSections
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,8 @@ class Renderers:
     """Turn services into a frontend's bytes; called once per snapshot, never per request."""
 
     dns: Callable[[Mapping[str, Service], int], DnsAnswers]
-    resolver: Callable[[Mapping[str, Service], int], ResolverDocuments] = render_resolver
-    status_sections: Callable[[Mapping[str, Service]], bytes] = render_service_sections
+    resolver: Callable[[Mapping[str, Service], int], ResolverDocuments] = field(default_factory=ResolverRenderer)
+    status_sections: Callable[[Mapping[str, Service]], bytes] = field(default_factory=StatusSections)
     eureka: Callable[[Mapping[str, Service], int], EurekaDocuments] = field(default_factory=EurekaRenderer)
 
 
@@ -114,6 +114,7 @@ class SnapshotStore:
         # Set and replaced on every change (snapshot or source status): waiters hold the event
         # of the state they saw.
         self._updated = asyncio.Event()
+        self._building = asyncio.Lock()
         self.current: Snapshot | None = None
 
     @property
@@ -141,6 +142,22 @@ class SnapshotStore:
 
     def publish(self, result: SourceResult) -> bool:
         """Record a good refresh; rebuild and swap the snapshot only if its endpoints changed."""
+        if not self._accept(result):
+            return False
+        self._swap(build_snapshot(*self._build_arguments()))
+        return True
+
+    async def publish_in_thread(self, result: SourceResult) -> bool:
+        """As publish(), but the snapshot is built in a worker thread, so the event loop keeps
+        answering DNS and HTTP while a large estate renders."""
+        async with self._building:  # one build at a time: renderers keep state between builds
+            if not self._accept(result):
+                return False
+            self._swap(await asyncio.to_thread(build_snapshot, *self._build_arguments()))
+            return True
+
+    def _accept(self, result: SourceResult) -> bool:
+        """Note the good refresh; True when its endpoints differ and a new snapshot is due."""
         self._status[result.source] = SourceStatus(
             result.source, last_success_at=result.fetched_at, endpoints=len(result.endpoints), warnings=result.warnings
         )
@@ -149,11 +166,15 @@ class SnapshotStore:
         if self.current is not None and previous is not None and previous.endpoints == result.endpoints:
             self._notify()  # no new snapshot, but the source is fresh again
             return False
-        self.current = build_snapshot(
-            self._results.values(), self.generation + 1, self._clock(), self._renderers, self.current
-        )
-        self._notify()
         return True
+
+    def _build_arguments(self) -> tuple[list[SourceResult], int, float, Renderers, Snapshot | None]:
+        # Taken on the event loop, so the worker thread sees one consistent state.
+        return list(self._results.values()), self.generation + 1, self._clock(), self._renderers, self.current
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        self.current = snapshot
+        self._notify()
 
     def record_failure(self, source: SourceName, error: str) -> None:
         """Note a failed refresh; the source's last good result stays in the snapshot."""

@@ -19,6 +19,7 @@ from discobridge.frontends.keys import METRICS, STORE
 from discobridge.render.eureka import (
     RETENTION_S,
     EurekaDocuments,
+    Fragments,
     Instance,
     Representations,
     application_xml,
@@ -180,10 +181,12 @@ def _by_vip(key: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         vip = request.match_info["vip"].lower()
         docs = _documents(request)
+        render = Fragments()
         matching = {
-            name: _full(i for i in instances if i[key].lower() == vip) for name, instances in docs.applications.items()
+            name: [render(i, "ADDED") for i in instances if i[key].lower() == vip]
+            for name, instances in docs.applications.items()
         }
-        matching = {name: instances for name, instances in matching.items() if instances}
+        matching = {name: fragments for name, fragments in matching.items() if fragments}
         if not matching:
             return _not_found()
         return _send(request, registry(docs.version, docs.hashcode, matching))

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from dnslib import AAAA, SRV, TXT, A, DNSBuffer
 
 from discobridge.model import Endpoint, Service, normalize_service_name
+from discobridge.render.memo import PerService
 
 A_TYPE, NS_TYPE, SOA_TYPE, TXT_TYPE, AAAA_TYPE, SRV_TYPE, ANY_TYPE = 1, 2, 6, 16, 28, 33, 255
 NOERROR, NXDOMAIN = 0, 3
@@ -102,18 +103,12 @@ class DnsRenderer:
     def __init__(self, *, zone: str, ttl_s: int) -> None:
         self._zone = zone.lower().strip(".")
         self._ttl = ttl_s
-        self._cache: dict[Service, dict[bytes, dict[int, Answer]]] = {}
+        self._per_service = PerService(self._render_service)
 
     def __call__(self, services: Mapping[str, Service], generation: int) -> DnsAnswers:
         names: dict[bytes, dict[int, Answer]] = {}
-        cache: dict[Service, dict[bytes, dict[int, Answer]]] = {}
-        for service in services.values():
-            rendered = self._cache.get(service)
-            if rendered is None:
-                rendered = self._render_service(service)
-            cache[service] = rendered
+        for rendered in self._per_service(services).values():
             names.update(rendered)
-        self._cache = cache
         apex = wire_name(self._zone)
         soa = self._soa_rdata(generation & 0xFFFFFFFF)
         names[apex] = {

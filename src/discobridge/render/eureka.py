@@ -51,8 +51,8 @@ class Representations:
     etag: str  # of the content; the frontend adds the form to it
 
     @classmethod
-    def of(cls, as_json: object, as_xml: str) -> Representations:
-        json_body = json.dumps(as_json, separators=(",", ":")).encode()
+    def of(cls, as_json: str, as_xml: str) -> Representations:
+        json_body = as_json.encode()
         xml_body = as_xml.encode()
         digest = hashlib.blake2b(json_body, digest_size=12).hexdigest()
         return cls(json_body, _gzip(json_body), xml_body, _gzip(xml_body), digest)
@@ -79,6 +79,7 @@ class EurekaDocuments:
 class _Known:
     instance: Instance
     first_seen_ms: int
+    endpoint: Endpoint | None = None  # what it was rendered from: the same endpoint, the same instance
 
 
 @dataclass
@@ -89,39 +90,52 @@ class EurekaRenderer:
     wall_clock: Callable[[], float] = time.time
     _known: dict[str, _Known] = field(default_factory=dict, init=False)
     _changes: deque[Change] = field(default_factory=deque, init=False)
+    _fragments: Fragments = field(default_factory=lambda: Fragments(), init=False)  # noqa: PLW0108 - defined below
+    _started: bool = field(default=False, init=False)
 
     def __call__(self, services: Mapping[str, Service], generation: int) -> EurekaDocuments:
         now = self.wall_clock()
         current: dict[str, Instance] = {}
         applications: dict[str, tuple[Instance, ...]] = {}
+        rendered_from: dict[str, Endpoint] = {}
         for name, service in sorted(services.items()):
             instances = tuple(self._instance(name, e, now) for e in service.endpoints)
             applications[name.upper()] = instances
-            current.update((i["instanceId"], i) for i in instances)
-        self._record_changes(current, now)
-        return documents(generation, applications, tuple(self._changes), now)
+            for endpoint, instance in zip(service.endpoints, instances, strict=True):
+                current[instance["instanceId"]] = instance
+                rendered_from[instance["instanceId"]] = endpoint
+        self._record_changes(current, rendered_from, now)
+        docs = documents(generation, applications, tuple(self._changes), now, self._fragments)
+        self._fragments.keep([*current.values(), *(c.instance for c in self._changes)])
+        return docs
 
     def _instance(self, name: str, endpoint: Endpoint, now: float) -> Instance:
         instance_id = endpoint.address
         known = self._known.get(instance_id)
+        if known is not None and known.endpoint == endpoint:
+            return known.instance  # the same endpoint renders the same instance
         now_ms = int(now * 1000)
         instance = render_instance(name, endpoint, self.paths, known.first_seen_ms if known else now_ms, now_ms)
         if known is not None and _same(known.instance, instance):
             return known.instance  # unchanged: keep its timestamps, and so its bytes
         return instance
 
-    def _record_changes(self, current: Mapping[str, Instance], now: float) -> None:
-        for instance_id, instance in current.items():
-            known = self._known.get(instance_id)
-            if known is None:
-                self._changes.append(Change(now, "ADDED", instance))
-            elif known.instance is not instance:
-                self._changes.append(Change(now, "MODIFIED", instance))
-        for instance_id, known in self._known.items():
-            if instance_id not in current:
-                self._changes.append(Change(now, "DELETED", known.instance))
+    def _record_changes(self, current: Mapping[str, Instance], sources: Mapping[str, Endpoint], now: float) -> None:
+        # The first snapshot is the initial load, not a change: no client can hold an older
+        # registry from this process, and a delta of every instance would only cost bytes.
+        if self._started:
+            for instance_id, instance in current.items():
+                known = self._known.get(instance_id)
+                if known is None:
+                    self._changes.append(Change(now, "ADDED", instance))
+                elif known.instance is not instance:
+                    self._changes.append(Change(now, "MODIFIED", instance))
+            for instance_id, known in self._known.items():
+                if instance_id not in current:
+                    self._changes.append(Change(now, "DELETED", known.instance))
+        self._started = True
         self._known = {
-            i: _Known(instance, self._known[i].first_seen_ms if i in self._known else int(now * 1000))
+            i: _Known(instance, self._known[i].first_seen_ms if i in self._known else int(now * 1000), sources[i])
             for i, instance in current.items()
         }
         while self._changes and self._changes[0].at < now - RETENTION_S:
@@ -175,28 +189,62 @@ def render_instance(name: str, endpoint: Endpoint, paths: EurekaPaths, first_see
     }
 
 
+Fragment = tuple[str, str]  # one instance, with its actionType, as JSON and as XML
+
+
+class Fragments:
+    """Each instance rendered once per action and reused while the instance is: a change to one
+    task re-renders one instance, not the whole registry."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, str], tuple[Instance, Fragment]] = {}
+
+    def __call__(self, instance: Instance, action: str) -> Fragment:
+        key = (id(instance), action)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is instance:
+            return hit[1]
+        full = {**instance, "actionType": action}
+        fragment = (json.dumps(full, separators=(",", ":")), instance_xml(full))
+        self._cache[key] = (instance, fragment)  # holding the instance keeps its id() unique
+        return fragment
+
+    def keep(self, instances: Iterable[Instance]) -> None:
+        """Forget every instance not listed."""
+        live = {id(i) for i in instances}
+        self._cache = {key: value for key, value in self._cache.items() if key[0] in live}
+
+
 def documents(
-    version: int, applications: Mapping[str, tuple[Instance, ...]], changes: tuple[Change, ...], now: float
+    version: int,
+    applications: Mapping[str, tuple[Instance, ...]],
+    changes: tuple[Change, ...],
+    now: float,
+    fragments: Fragments | None = None,
 ) -> EurekaDocuments:
     """The full registry and the delta of `changes` still within the retention window at `now`."""
+    fragments = fragments or Fragments()
     hashcode = reconcile_hash(i for instances in applications.values() for i in instances)
-    full = {name: [{**i, "actionType": "ADDED"} for i in instances] for name, instances in applications.items()}
+    full = {name: [fragments(i, "ADDED") for i in instances] for name, instances in applications.items()}
     return EurekaDocuments(
         version=version,
         hashcode=hashcode,
         apps=registry(version, hashcode, full),
-        delta=delta(version, hashcode, changes, now),
+        delta=delta(version, hashcode, changes, now, fragments),
         changes=changes,
         applications=MappingProxyType(dict(applications)),
     )
 
 
-def delta(version: int, hashcode: str, changes: Iterable[Change], now: float) -> Representations:
+def delta(
+    version: int, hashcode: str, changes: Iterable[Change], now: float, fragments: Fragments | None = None
+) -> Representations:
     """apps/delta: recent changes grouped by application, with the hash of the full registry."""
-    grouped: dict[str, list[Instance]] = {}
+    fragments = fragments or Fragments()
+    grouped: dict[str, list[Fragment]] = {}
     for change in changes:
         if change.at >= now - RETENTION_S:
-            grouped.setdefault(change.instance["app"], []).append({**change.instance, "actionType": change.action})
+            grouped.setdefault(change.instance["app"], []).append(fragments(change.instance, change.action))
     return registry(version, hashcode, dict(sorted(grouped.items())))
 
 
@@ -206,13 +254,24 @@ def reconcile_hash(instances: Iterable[Instance]) -> str:
     return "".join(f"{status}_{counts[status]}_" for status in sorted(counts))
 
 
-def registry(version: int, hashcode: str, applications: Mapping[str, list[Instance]]) -> Representations:
-    apps: list[dict[str, Any]] = [{"name": name, "instance": instances} for name, instances in applications.items()]
-    as_json = {"applications": {"versions__delta": str(version), "apps__hashcode": hashcode, "application": apps}}
+def registry(version: int, hashcode: str, applications: Mapping[str, list[Fragment]]) -> Representations:
+    """An `applications` document assembled from rendered instances, in JSON and XML."""
+    as_json = (
+        f'{{"applications":{{"versions__delta":{json.dumps(str(version))},"apps__hashcode":{json.dumps(hashcode)},'
+        '"application":['
+        + ",".join(
+            f'{{"name":{json.dumps(name)},"instance":[' + ",".join(j for j, _ in fragments) + "]}"
+            for name, fragments in applications.items()
+        )
+        + "]}}"
+    )
     as_xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<applications>'
         f"<versions__delta>{version}</versions__delta><apps__hashcode>{escape(hashcode)}</apps__hashcode>"
-        + "".join(application_xml(name, instances) for name, instances in applications.items())
+        + "".join(
+            f"<application><name>{escape(name)}</name>" + "".join(x for _, x in fragments) + "</application>"
+            for name, fragments in applications.items()
+        )
         + "</applications>"
     )
     return Representations.of(as_json, as_xml)
@@ -239,5 +298,6 @@ def _element(name: str, value: object) -> str:
 
 
 def _gzip(body: bytes) -> bytes:
-    # mtime=0: the same body always compresses to the same bytes, so ETags stay stable.
-    return gzip.compress(body, compresslevel=6, mtime=0)
+    # mtime=0: the same body always compresses to the same bytes, so ETags stay stable. Level 3
+    # compresses a 5 MB registry in a third of level 6's time for 14% more bytes.
+    return gzip.compress(body, compresslevel=3, mtime=0)

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from discobridge.model import Endpoint, Health, Service
+from discobridge.render.memo import PerService
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,20 @@ def document(value: object) -> Document:
     return Document(body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
 
 
-def render_resolver(services: Mapping[str, Service], generation: int) -> ResolverDocuments:
-    """Every resolver document of one snapshot."""
+class ResolverRenderer:
+    """Every resolver document of a snapshot; a service's documents are reused while it is unchanged."""
+
+    def __init__(self) -> None:
+        self._per_service = PerService(_service_documents)
+
+    def __call__(self, services: Mapping[str, Service], generation: int) -> ResolverDocuments:
+        return render_resolver(services, generation, self._per_service(services))
+
+
+def render_resolver(
+    services: Mapping[str, Service], generation: int, documents: Mapping[str, ServiceDocuments] | None = None
+) -> ResolverDocuments:
+    """Every resolver document of one snapshot (`documents`: the per-service ones, if rendered)."""
     summary = [
         {
             "name": name,
@@ -77,7 +90,9 @@ def render_resolver(services: Mapping[str, Service], generation: int) -> Resolve
         list_head=b'{"generation":' + str(generation).encode() + b',"age_s":',
         list_tail=tail,
         list_etag=f'W/"{hashlib.blake2b(tail, digest_size=12).hexdigest()}"',
-        services=MappingProxyType({name: _service_documents(service) for name, service in services.items()}),
+        services=MappingProxyType(
+            dict(documents) if documents is not None else {name: _service_documents(s) for name, s in services.items()}
+        ),
     )
 
 

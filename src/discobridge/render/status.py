@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from discobridge.model import Health, Service
+from discobridge.render.memo import PerService
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2733;background:#f6f8fa}
@@ -23,26 +24,34 @@ th{font-weight:600;color:#566} code{font:13px ui-monospace,SFMono-Regular,Menlo,
 _HEALTH_ORDER = {Health.HEALTHY: 0, Health.UNHEALTHY: 1, Health.DRAINING: 2}
 
 
-def render_service_sections(services: Mapping[str, Service]) -> bytes:
-    """The per-service tables: rendered once per snapshot, as they change only with it."""
-    if not services:
-        return b"<p>No services found yet.</p>"
-    parts = []
-    for name, service in sorted(services.items()):
-        healthy = sum(e.health is Health.HEALTHY for e in service.endpoints)
-        rows = "".join(
-            f"<tr><td><code>{escape(e.address)}</code></td><td class='{e.health}'>{e.health}</td>"
-            f"<td>{escape(e.az or '-')}</td><td>{escape(e.cluster or '-')}</td><td>{e.source}</td>"
-            f"<td><code>{escape(e.task_id or '-')}</code></td></tr>"
-            for e in sorted(service.endpoints, key=lambda e: _HEALTH_ORDER[e.health])
-        )
-        parts.append(
-            f"<section id='{escape(name)}'><h2>{escape(name)} "
-            f"<span class='meta'>{healthy}/{len(service.endpoints)} healthy</span></h2>"
-            "<table><tr><th>endpoint</th><th>health</th><th>zone</th><th>cluster</th><th>source</th>"
-            f"<th>task</th></tr>{rows}</table></section>"
-        )
-    return "".join(parts).encode()
+class StatusSections:
+    """The per-service tables of the status page: each rendered once while its service is unchanged."""
+
+    def __init__(self) -> None:
+        self._per_service = PerService(render_service_section)
+
+    def __call__(self, services: Mapping[str, Service]) -> bytes:
+        if not services:
+            return b"<p>No services found yet.</p>"
+        sections = self._per_service(services)
+        return b"".join(sections[name] for name in sorted(sections))
+
+
+def render_service_section(service: Service) -> bytes:
+    name = service.name
+    healthy = sum(e.health is Health.HEALTHY for e in service.endpoints)
+    rows = "".join(
+        f"<tr><td><code>{escape(e.address)}</code></td><td class='{e.health}'>{e.health}</td>"
+        f"<td>{escape(e.az or '-')}</td><td>{escape(e.cluster or '-')}</td><td>{e.source}</td>"
+        f"<td><code>{escape(e.task_id or '-')}</code></td></tr>"
+        for e in sorted(service.endpoints, key=lambda e: _HEALTH_ORDER[e.health])
+    )
+    return (
+        f"<section id='{escape(name)}'><h2>{escape(name)} "
+        f"<span class='meta'>{healthy}/{len(service.endpoints)} healthy</span></h2>"
+        "<table><tr><th>endpoint</th><th>health</th><th>zone</th><th>cluster</th><th>source</th>"
+        f"<th>task</th></tr>{rows}</table></section>"
+    ).encode()
 
 
 def render_status_page(
