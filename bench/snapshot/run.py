@@ -54,6 +54,12 @@ async def longest_stall(work: asyncio.Future[object] | object) -> float:
     return max(gaps)
 
 
+async def _inline(store: SnapshotStore, endpoints: tuple[Endpoint, ...], port: int) -> None:
+    store.publish(
+        SourceResult(SourceName.ECS, (dataclasses.replace(endpoints[0], host_port=port), *endpoints[1:]), 0.0)
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=500)
@@ -72,12 +78,7 @@ async def main() -> None:
         store.publish(SourceResult(SourceName.ECS, changed, 0.0))
         warm.append(time.perf_counter() - started)
 
-        async def inline_publish(port: int) -> None:
-            store.publish(
-                SourceResult(SourceName.ECS, (dataclasses.replace(endpoints[0], host_port=port), *endpoints[1:]), 0.0)
-            )
-
-        inline.append(await longest_stall(inline_publish(2000 + run)))
+        inline.append(await longest_stall(_inline(store, endpoints, 2000 + run)))
         moved = (dataclasses.replace(endpoints[0], host_port=3000 + run), *endpoints[1:])
         threaded.append(await longest_stall(store.publish_in_thread(SourceResult(SourceName.ECS, moved, 0.0))))
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
