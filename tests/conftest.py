@@ -104,3 +104,13 @@ def golden(request: pytest.FixtureRequest) -> Any:
         assert actual == path.read_bytes(), f"{name} differs from the golden file (pytest --update-golden)"
 
     return check
+
+
+async def daemon_get(daemon: Any, path: str, **headers: str) -> tuple[int, bytes]:
+    """GET `path` from a running Daemon's HTTP frontend: the status and the body."""
+    import aiohttp  # noqa: PLC0415 - only the tests that run a daemon need it
+
+    assert daemon.http.address is not None
+    url = f"http://127.0.0.1:{daemon.http.address.port}{path}"
+    async with aiohttp.ClientSession() as client, client.get(url, headers=headers) as response:
+        return response.status, await response.read()

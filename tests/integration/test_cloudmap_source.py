@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,7 +20,7 @@ from discobridge.fakeaws.server import FakeAws
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health, SourceName
 from discobridge.sources.cloudmap import CloudMapSource
-from tests.conftest import make_config
+from tests.conftest import daemon_get, make_config
 
 
 def attrs(ip: str, port: str | None = "8080", az: str = "us-east-1a") -> dict[str, str]:
@@ -152,13 +153,8 @@ async def test_the_merged_estate_through_dns_http_and_eureka(daemon: Daemon) -> 
     assert sorted(t.strip('"') for t in await ask("TXT")) == expected
     assert sorted(s.split()[2] for s in await ask("SRV")) == sorted(a.split(":")[1] for a in expected)
 
-    assert daemon.http.address is not None
-    base = f"http://127.0.0.1:{daemon.http.address.port}"
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{base}/v1/services/billing") as response:
-            document = await response.json()
-        async with client.get(f"{base}/eureka/apps/BILLING", headers={"Accept": "application/json"}) as response:
-            eureka = await response.json()
+    document = json.loads((await daemon_get(daemon, "/v1/services/billing"))[1])
+    eureka = json.loads((await daemon_get(daemon, "/eureka/apps/BILLING", Accept="application/json"))[1])
     assert sorted(f"{e['host']}:{e['port']}" for e in document["endpoints"]) == expected
     assert {e["source"] for e in document["endpoints"]} == {"ecs", "cloudmap"}
     assert sorted(i["instanceId"] for i in eureka["application"]["instance"]) == expected

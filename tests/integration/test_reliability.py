@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from discobridge.app import Daemon
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.model import SourceName
-from tests.conftest import make_config
+from tests.conftest import daemon_get, make_config
 
 MAX_STALENESS = 60.0
 
@@ -62,16 +63,10 @@ class Running:
         query = dns.message.make_query(f"orders.{self.daemon.config.dns.zone}", "TXT")
         reply = await dns.asyncquery.udp(query, "127.0.0.1", port=self.daemon.dns.addresses[0].port, timeout=2)
         txt = sorted(item.to_text() for rrset in reply.answer for item in rrset)
-        assert self.daemon.http.address is not None
-        base = f"http://127.0.0.1:{self.daemon.http.address.port}"
-        async with aiohttp.ClientSession() as client:
-            async with client.get(f"{base}/v1/services/orders") as response:
-                v1 = await response.read()
-            async with client.get(f"{base}/eureka/apps/ORDERS", headers={"Accept": "application/json"}) as response:
-                eureka = await response.read()
-            async with client.get(f"{base}/healthz") as response:
-                health = (response.status, (await response.json())["age_s"])
-        return txt, v1, eureka, health
+        _, v1 = await daemon_get(self.daemon, "/v1/services/orders")
+        _, eureka = await daemon_get(self.daemon, "/eureka/apps/ORDERS", Accept="application/json")
+        status, body = await daemon_get(self.daemon, "/healthz")
+        return txt, v1, eureka, (status, json.loads(body)["age_s"])
 
 
 async def start(
