@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import signal
 import time
 from collections.abc import Callable
@@ -118,12 +117,12 @@ class Daemon:
         """Write the snapshot's source results after every change (in a thread: it is disk I/O)."""
         generation = self.store.generation
         while True:
-            await self.store.wait_for(generation, timeout=math.inf)
+            await self.store.wait_for(generation, timeout=None)
             generation = self.store.generation
             try:
                 await asyncio.to_thread(snapshot_file.save, path, list(self.store.results.values()))
                 log.info("snapshot_saved", path=str(path), generation=generation)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the daemon, nor this loop
                 log.warning("snapshot_file_not_written", path=str(path), error=str(exc))
 
     def start_polling(self) -> None:

@@ -182,13 +182,13 @@ class SnapshotStore:
         self._status[source] = replace(status, last_error=error, consecutive_failures=status.consecutive_failures + 1)
         self._notify()
 
-    async def wait_for(self, generation: int, timeout: float) -> Snapshot | None:  # noqa: ASYNC109
-        """Wait until a snapshot newer than `generation` is published; None on timeout."""
+    async def wait_for(self, generation: int, timeout: float | None) -> Snapshot | None:  # noqa: ASYNC109
+        """Wait until a snapshot newer than `generation` is published; None on timeout (None: never)."""
         if await self.wait_until(lambda: self.generation > generation, timeout):
             return self.current
         return None
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:  # noqa: ASYNC109
         """Wait until `condition()` holds after a publish or a failure; False on timeout."""
         try:
             async with asyncio.timeout(timeout):
