@@ -61,25 +61,15 @@ class Poller:
             async with asyncio.timeout(self._timeout_s):
                 endpoints = await self._source.refresh()
         except Exception as exc:  # noqa: BLE001 - any failure must leave the last good result served
-            duration = self._clock() - started
-            error = str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError):
-                error = f"refresh took longer than {self._timeout_s:g} s"
-            self._store.record_failure(source, error)
-            self._metrics.source_refreshes.labels(source, "failed").inc()
-            self._metrics.source_refresh_duration.labels(source).observe(duration)
-            log.warning(
-                "source_refresh_failed",
-                source=source,
-                error=error,
-                duration_s=round(duration, 3),
-                stale_s=_rounded(self._store.age_s()),
-                generation=self._store.generation,
-            )
-            return False
+            timed_out = isinstance(exc, TimeoutError)
+            return self._failed(f"refresh took longer than {self._timeout_s:g} s" if timed_out else str(exc), started)
         duration = self._clock() - started
         result = SourceResult(source, endpoints, self._clock(), self._source.warnings)
-        changed = await self._store.publish_in_thread(result)
+        try:
+            changed = await self._store.publish_in_thread(result)
+        except Exception as exc:
+            log.exception("snapshot_build_failed", source=source)
+            return self._failed(f"snapshot build failed: {exc!r}", started)
         self._metrics.source_refreshes.labels(source, "ok").inc()
         self._metrics.source_refresh_duration.labels(source).observe(duration)
         self._metrics.snapshot_generation.set(self._store.generation)
@@ -93,6 +83,22 @@ class Poller:
             generation=self._store.generation,
         )
         return True
+
+    def _failed(self, error: str, started: float) -> bool:
+        """Record and log a failed refresh; the source's last good result stays served."""
+        source, duration = self._source.name, self._clock() - started
+        self._store.record_failure(source, error or "unknown error")
+        self._metrics.source_refreshes.labels(source, "failed").inc()
+        self._metrics.source_refresh_duration.labels(source).observe(duration)
+        log.warning(
+            "source_refresh_failed",
+            source=source,
+            error=error,
+            duration_s=round(duration, 3),
+            stale_s=_rounded(self._store.age_s()),
+            generation=self._store.generation,
+        )
+        return False
 
 
 def _rounded(value: float | None) -> float | None:

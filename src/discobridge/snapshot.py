@@ -151,9 +151,19 @@ class SnapshotStore:
         """As publish(), but the snapshot is built in a worker thread, so the event loop keeps
         answering DNS and HTTP while a large estate renders."""
         async with self._building:  # one build at a time: renderers keep state between builds
+            previous = self._results.get(result.source)
             if not self._accept(result):
                 return False
-            self._swap(await asyncio.to_thread(build_snapshot, *self._build_arguments()))
+            try:
+                snapshot = await asyncio.to_thread(build_snapshot, *self._build_arguments())
+            except BaseException:
+                # Not built, so not served: the next poll must not take it for "unchanged".
+                if previous is None:
+                    del self._results[result.source]
+                else:
+                    self._results[result.source] = previous
+                raise
+            self._swap(snapshot)
             return True
 
     def _accept(self, result: SourceResult) -> bool:
@@ -163,7 +173,9 @@ class SnapshotStore:
         )
         previous = self._results.get(result.source)
         self._results[result.source] = result
-        if self.current is not None and previous is not None and previous.endpoints == result.endpoints:
+        # As sets: sources may list the same endpoints in another order (DiscoverInstances shuffles).
+        unchanged = previous is not None and frozenset(previous.endpoints) == frozenset(result.endpoints)
+        if self.current is not None and unchanged:
             self._notify()  # no new snapshot, but the source is fresh again
             return False
         return True
@@ -197,6 +209,10 @@ class SnapshotStore:
         except TimeoutError:
             return False
         return True
+
+    def wake_waiters(self) -> None:
+        """Wake every wait_until() to check its condition again (state outside the store changed)."""
+        self._notify()
 
     def _notify(self) -> None:
         self._updated.set()

@@ -50,6 +50,8 @@ ESTATE = (
     endpoint("sick", 7, Health.DRAINING),
     endpoint("leaving", 8, Health.DRAINING),
     *(endpoint("big", 100 + n) for n in range(40)),
+    *(endpoint("mid", 200 + n) for n in range(5)),
+    endpoint("x" * 70, 300),  # a name DNS cannot carry: left out of DNS, the rest unharmed
 )
 
 
@@ -231,6 +233,13 @@ async def test_truncated_over_udp_complete_over_tcp_with_40_endpoints(dns_server
     assert len(tcp.answer[0]) == 40 and len(tcp.additional) == 40
 
 
+async def test_glue_that_does_not_fit_is_dropped_without_truncation(dns_server: Dns) -> None:
+    full = await dns_server.tcp(f"mid.{ZONE}", "SRV")
+    assert len(full.answer[0]) == 5 and len(full.additional) == 5
+    udp = await dns_server.udp(f"mid.{ZONE}", "SRV", use_edns=False)  # 512 bytes: no room for glue
+    assert not udp.flags & dns.flags.TC and len(udp.answer[0]) == 5 and not udp.additional
+
+
 async def test_answer_order_rotates_between_queries(dns_server: Dns) -> None:
     orders = set()
     for _ in range(10):
@@ -290,6 +299,12 @@ MALFORMED: list[tuple[str, bytes, int | None]] = [
     (
         "opt-not-opt",
         header(13, 0x0100, ar=1) + QUESTION + b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00",
+        dns.rcode.FORMERR,
+    ),
+    ("trailing-bytes", header(15, 0x0100) + QUESTION + b"junk", dns.rcode.FORMERR),
+    (
+        "opt-trailing-bytes",
+        header(16, 0x0100, ar=1) + QUESTION + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00xx",
         dns.rcode.FORMERR,
     ),
     (

@@ -258,3 +258,11 @@ async def test_many_idle_connections_do_not_stop_service(served: Http) -> None:
         for _, writer in idle:
             writer.close()
         await asyncio.gather(*(writer.wait_closed() for _, writer in idle))
+
+
+async def test_open_long_polls_answer_when_shutdown_begins(served: Http) -> None:
+    waiting = asyncio.create_task(served.get("/v1/services/orders?index=1&wait=5m"))
+    await served.get("/healthz")  # the long poll's request is in before this one answers
+    served.frontend.begin_shutdown()
+    status, headers, _ = await asyncio.wait_for(waiting, timeout=5)
+    assert status == 200 and headers["X-Discobridge-Index"] == "1"

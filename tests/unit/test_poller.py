@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from structlog.testing import capture_logs
 
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health, SourceName
 from discobridge.poller import Poller
-from discobridge.snapshot import SnapshotStore
+from discobridge.render.dns import DnsRenderer
+from discobridge.snapshot import Renderers, SnapshotStore
 from tests.conftest import renderers
 
 GOOD = (Endpoint("orders", "10.0.0.1", 32768, Health.HEALTHY, "us-east-1a", SourceName.ECS),)
@@ -85,3 +87,32 @@ async def test_run_refreshes_again_after_a_failure_until_cancelled() -> None:
     sample = metrics.registry.get_sample_value
     assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "failed"}) == 1
     assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "ok"}) >= 2
+
+
+class BrokenDnsRenderer:
+    """Fails to render one service, as a renderer bug would."""
+
+    def __init__(self) -> None:
+        self._real = DnsRenderer(zone="disco.test", ttl_s=5)
+
+    def __call__(self, services: Any, generation: int) -> Any:
+        if "poison" in services:
+            raise RuntimeError("cannot render poison")
+        return self._real(services, generation)
+
+
+async def test_a_failing_snapshot_build_is_a_failed_refresh_and_polling_goes_on() -> None:
+    poison = (Endpoint("poison", "10.0.0.9", 1, Health.HEALTHY, "us-east-1a", SourceName.ECS),)
+    store, metrics = (
+        SnapshotStore(sources=[SourceName.ECS], renderers=Renderers(dns=BrokenDnsRenderer())),
+        Metrics.create(),
+    )
+    poller = Poller(source=ScriptedSource(GOOD, poison, poison, GOOD), store=store, metrics=metrics, interval_s=10.0)
+    assert await poller.refresh_once() is True
+    good = store.current
+    with capture_logs():
+        assert await poller.refresh_once() is False
+        assert await poller.refresh_once() is False  # tried again: not taken for "unchanged"
+    assert store.current is good
+    assert "snapshot build failed" in str(store.status[SourceName.ECS].last_error)
+    assert await poller.refresh_once() is True

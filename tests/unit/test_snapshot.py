@@ -94,3 +94,11 @@ async def test_wait_for_returns_on_publish_and_none_on_timeout() -> None:
     snapshot = await waiter
     assert snapshot is not None and snapshot.generation == 1
     assert await store.wait_for(0, timeout=0.01) is snapshot  # already newer: returns at once
+
+
+async def test_the_same_endpoints_in_another_order_are_no_change() -> None:
+    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers())
+    endpoints = (ep("a", "10.0.0.1", 1), ep("a", "10.0.0.2", 1), ep("b", "10.0.0.3", 1))
+    assert store.publish(SourceResult(SourceName.ECS, endpoints, 0.0)) is True
+    assert await store.publish_in_thread(SourceResult(SourceName.ECS, endpoints[::-1], 1.0)) is False
+    assert store.generation == 1

@@ -27,7 +27,11 @@ _OPT_TYPE, _IN, _ANY_CLASS, _AXFR, _IXFR = 41, 1, 255, 252, 251
 UDP_PAYLOAD = 1232
 _OPT = struct.pack("!BHHIH", 0, _OPT_TYPE, UDP_PAYLOAD, 0, 0)
 _OPT_BADVERS = struct.pack("!BHHIH", 0, _OPT_TYPE, UDP_PAYLOAD, 1 << 24, 0)  # extended rcode 16
-MEMO_LIMIT = 65536
+# The memo holds finished replies keyed by query bytes. Bounded in bytes, not only entries:
+# resolvers that randomise letter case (0x20) make every query a new key. When full it is
+# emptied, and the names still asked for fill it again.
+MEMO_BYTES = 32 * 1024 * 1024
+MEMO_MAX_QUERY = 512  # longer queries (large EDNS options) are answered, never memoised
 
 QTYPE_NAMES = {1: "A", 2: "NS", 6: "SOA", 16: "TXT", 28: "AAAA", 33: "SRV", 255: "ANY"}
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
@@ -71,12 +75,13 @@ class DnsResponder:
         self._udp: dict[bytes, _Entry] = {}
         self._tcp: dict[bytes, _Entry] = {}
         self._turn = 0
+        self._memo_bytes = 0
         self._retired: Counter[tuple[str, str]] = Counter()
 
     def respond_udp(self, data: bytes) -> bytes | None:
         """The reply to one UDP query, or None when it deserves no reply. The hot path."""
         if self._store.current is not self._snapshot:
-            self._forget()
+            self._forget(self._store.current)
         entry = self._udp.get(data[2:])
         if entry is None:
             entry = self._miss(self._udp, data, udp=True)
@@ -92,7 +97,7 @@ class DnsResponder:
     def respond_tcp(self, data: bytes) -> bytes | None:
         """The reply to one query read from a TCP stream (never truncated)."""
         if self._store.current is not self._snapshot:
-            self._forget()
+            self._forget(self._store.current)
         entry = self._tcp.get(data[2:]) or self._miss(self._tcp, data, udp=False)
         if entry is None:
             return None
@@ -108,13 +113,14 @@ class DnsResponder:
                 total[entry.stat] += entry.hits
         return total
 
-    def _forget(self) -> None:
-        """A new snapshot: every memoised reply is stale (its hit counts are kept)."""
+    def _forget(self, snapshot: Snapshot | None) -> None:
+        """Empty the memo (a new snapshot, or full); the hit counts are kept."""
         for memo in (self._udp, self._tcp):
             for entry in memo.values():
                 self._retired[entry.stat] += entry.hits
             memo.clear()
-        self._snapshot = self._store.current
+        self._memo_bytes = 0
+        self._snapshot = snapshot
 
     def _miss(self, memo: dict[bytes, _Entry], data: bytes, *, udp: bool) -> _Entry | None:
         if len(data) < 12:
@@ -123,10 +129,14 @@ class DnsResponder:
         if answered is None:
             return None
         entry = _Entry(*answered)
-        if len(memo) < MEMO_LIMIT:  # random names must not grow it without bound
-            memo[data[2:]] = entry
-        else:
+        if len(data) > MEMO_MAX_QUERY:
             self._retired[entry.stat] += 1  # counted here, as it is not kept
+            return entry
+        cost = len(data) + sum(map(len, entry.replies)) + 200  # + dict and object overhead
+        if self._memo_bytes + cost > MEMO_BYTES:
+            self._forget(self._snapshot)
+        memo[data[2:]] = entry
+        self._memo_bytes += cost
         return entry
 
     def _answer(self, data: bytes, snapshot: Snapshot | None, udp: bool) -> _Answered | None:
@@ -176,6 +186,10 @@ def _reply(query: _Query, rcode: int, aa: int, answer: Answer | None, udp: bool,
         ancount, nscount, arcount, body = variant.ancount, variant.nscount, variant.arcount, variant.body
     reply = _COUNTS.pack(flags, 1, ancount, nscount, arcount + edns) + query.question + body + opt
     limit = max(512, min(query.edns_payload or 512, UDP_PAYLOAD))
+    if udp and len(reply) + 2 > limit and answer is not None:
+        # First drop the additional section (glue): that alone sets no TC (RFC 2181 9).
+        essential = answer.variants[turn].without_additional()
+        reply = _COUNTS.pack(flags, 1, ancount, nscount, int(edns)) + query.question + essential + opt
     if udp and len(reply) + 2 > limit:
         # Too big for this client over UDP: TC tells it to ask again over TCP (RFC 7766).
         return _COUNTS.pack(flags | _TC, 1, 0, 0, int(edns)) + query.question + opt
@@ -193,6 +207,8 @@ def _parse(data: bytes) -> _Query:
     end = _question_end(data)
     if end is None:
         return _parse_compressed(data)
+    if not arcount and len(data) != end:
+        raise _Refusal(data, FORMERR)  # bytes after the question: not one query
     qname = data[12 : end - 4].lower()
     qtype, qclass = struct.unpack_from("!HH", data, end - 4)
     payload, version = _edns(data, end) if arcount else (None, 0)
@@ -224,7 +240,7 @@ def _edns(data: bytes, offset: int) -> tuple[int, int]:
     if len(data) < offset + 11 or data[offset] != 0:
         raise _Refusal(data, FORMERR)
     rtype, payload, ttl, rdlength = struct.unpack_from("!HHIH", data, offset + 1)
-    if rtype != _OPT_TYPE or len(data) < offset + 11 + rdlength:
+    if rtype != _OPT_TYPE or len(data) != offset + 11 + rdlength:
         raise _Refusal(data, FORMERR)
     return payload, (ttl >> 16) & 0xFF
 

@@ -127,6 +127,7 @@ class HttpFrontend:
             max_line_size=MAX_REQUEST_LINE,
             max_field_size=MAX_HEADER_FIELD,
             max_headers=MAX_HEADERS,
+            shutdown_timeout=3.0,  # what is still open after the drain gets 3 s, then is closed
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._listen.host, self._listen.port)
@@ -135,8 +136,10 @@ class HttpFrontend:
         log.info("http_listening", address=str(self.address))
 
     def begin_shutdown(self) -> None:
-        """From now on /healthz answers 503, so load balancers take this replica out first."""
+        """From now on /healthz answers 503, so load balancers take this replica out first, and
+        open long polls answer at once."""
         self.app[STATE].shutting_down = True
+        self.app[STORE].wake_waiters()
 
     async def stop(self) -> None:
         if self._runner is not None:

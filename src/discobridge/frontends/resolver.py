@@ -71,7 +71,7 @@ async def handle_service(request: web.Request) -> web.Response:
 
 def _index(request: web.Request) -> int:
     text = request.query["index"]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise web.HTTPBadRequest(reason=f"index must be a whole number >= 0, got {text!r}")
     return int(text)
 
@@ -85,10 +85,11 @@ def _wait_s(request: web.Request) -> float:
 
 
 async def _long_poll(request: web.Request, name: str, index: int, wait_s: float) -> Snapshot:
-    """Return once the service changed after generation `index`, or when `wait_s` runs out."""
-    store = request.app[STORE]
+    """Return once the service changed after generation `index`, when `wait_s` runs out, or when
+    shutdown begins (so open long polls do not hold the process past its stop timeout)."""
+    store, state = request.app[STORE], request.app[STATE]
     deadline = time.monotonic() + wait_s
-    while True:
+    while not state.shutting_down:
         snapshot = store.current
         if snapshot is not None:
             changed = snapshot.changed_at.get(name)
@@ -96,8 +97,11 @@ async def _long_poll(request: web.Request, name: str, index: int, wait_s: float)
             if changed is None or changed > index or index > snapshot.generation:
                 return snapshot
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or await store.wait_for(store.generation, remaining) is None:
-            return _snapshot(request)
+        generation = store.generation
+        if remaining <= 0:
+            break
+        await store.wait_until(lambda g=generation: store.generation > g or state.shutting_down, remaining)
+    return _snapshot(request)
 
 
 async def handle_resolve(request: web.Request) -> web.Response:

@@ -160,6 +160,9 @@ class BatchedUdpServer:
         sent = 0
         while sent < replies:
             done = self._sendmmsg(self._fd, tx.address + sent * _MSG, replies - sent, _MSG_DONTWAIT)
-            if done <= 0:
+            if done > 0:
+                sent += done
+            elif ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return  # send buffer full: drop the rest, as UDP may; clients retry
-            sent += done
+            else:
+                sent += 1  # this reply cannot be sent (say, to an unreachable address): the next can

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import structlog
 from dnslib import AAAA, SRV, TXT, A, DNSBuffer
 
 from discobridge.model import Endpoint, Service, normalize_service_name
@@ -34,6 +35,12 @@ class Variant:
     nscount: int
     arcount: int
     body: bytes
+    # Bytes of the answer and authority sections at the start of `body`: what is left when the
+    # additional section does not fit (RFC 2181 9: no TC merely for want of glue).
+    essential: int = -1
+
+    def without_additional(self) -> bytes:
+        return self.body if self.essential < 0 else self.body[: self.essential]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,7 @@ def _inside(qname: bytes, zone: bytes) -> bool:
     return offset == boundary
 
 
+log = structlog.get_logger(__name__)
 _QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name at offset 12
 
 
@@ -128,12 +136,19 @@ class DnsRenderer:
 
     def _render_service(self, service: Service) -> dict[bytes, dict[int, Answer]]:
         zone, name = self._zone, service.name
+        if not _valid_name(f"_{name}._tcp.{zone}") or not _valid_name(f"{_LONGEST_LABEL}.{name}.{zone}"):
+            # A name DNS cannot carry (a label over 63 bytes, a name over 255) is left out of DNS
+            # only; HTTP and Eureka still serve the service.
+            log.warning("dns_name_too_long", service=name, zone=zone)
+            return {}
         targets = {e: f"{_target_label(e)}.{name}.{zone}" for e in service.endpoints}
         records = {e: self._endpoint_records(e, targets[e]) for e in service.endpoints}
         out = {wire_name(f"{name}.{zone}"): _answers(service.serving, records)}
         for cluster in service.clusters:
-            subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
-            out[wire_name(f"{name}.{normalize_service_name(cluster)}.{zone}")] = _answers(subset.serving, records)
+            qualified = f"{name}.{normalize_service_name(cluster)}.{zone}"
+            if _valid_name(qualified):
+                subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
+                out[wire_name(qualified)] = _answers(subset.serving, records)
         out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
         for endpoint, target in targets.items():
             mine = records[endpoint]
@@ -202,8 +217,19 @@ def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
     count = min(len(answer), ROTATIONS) or 1
     return Answer(
         NOERROR,
-        tuple(Variant(len(answer), 0, len(additional), b"".join(answer[i:] + answer[:i]) + glue) for i in range(count)),
+        tuple(
+            Variant(len(answer), 0, len(additional), b"".join(answer[i:] + answer[:i]) + glue, sum(map(len, answer)))
+            for i in range(count)
+        ),
     )
+
+
+_LONGEST_LABEL = "x" * 63  # the longest SRV target label: a service must leave room for it
+
+
+def _valid_name(name: str) -> bool:
+    labels = name.split(".")
+    return all(0 < len(label) <= 63 for label in labels) and len(name) + 2 <= 255
 
 
 def _target_label(endpoint: Endpoint) -> str:

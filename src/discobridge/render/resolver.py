@@ -74,9 +74,9 @@ class ResolverRenderer:
 
 
 def render_resolver(
-    services: Mapping[str, Service], generation: int, documents: Mapping[str, ServiceDocuments] | None = None
+    services: Mapping[str, Service], generation: int, documents: Mapping[str, ServiceDocuments]
 ) -> ResolverDocuments:
-    """Every resolver document of one snapshot (`documents`: the per-service ones, if rendered)."""
+    """Every resolver document of one snapshot, around each service's own (`documents`)."""
     summary = [
         {
             "name": name,
@@ -90,9 +90,7 @@ def render_resolver(
         list_head=b'{"generation":' + str(generation).encode() + b',"age_s":',
         list_tail=tail,
         list_etag=f'W/"{hashlib.blake2b(tail, digest_size=12).hexdigest()}"',
-        services=MappingProxyType(
-            dict(documents) if documents is not None else {name: _service_documents(s) for name, s in services.items()}
-        ),
+        services=MappingProxyType(dict(documents)),
     )
 
 

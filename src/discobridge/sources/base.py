@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from discobridge.model import Endpoint, SourceName
@@ -20,6 +20,16 @@ class Source(Protocol):
     async def refresh(self) -> tuple[Endpoint, ...]:
         """Read every endpoint of this source, or raise: a partial result is never returned."""
         ...
+
+
+# DescribeTasks, DescribeContainerInstances and EC2 DescribeInstances (by id) take at most 100
+# items per call: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
+BATCH = 100
+
+
+def batches(items: Sequence[T], size: int = BATCH) -> list[Sequence[T]]:
+    """Split `items` into consecutive slices of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:

@@ -12,22 +12,13 @@ import structlog
 from discobridge.aws import AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, SourceName
-from discobridge.sources.base import gather_all
+from discobridge.sources.base import batches, gather_all
 from discobridge.sources.ecs_parse import HostInfo, parse_task
 from discobridge.sources.ecs_tasks import ClusterTasks
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-# DescribeTasks, DescribeContainerInstances and EC2 DescribeInstances (by id) take at most 100
-# items per call: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
-BATCH = 100
-
-
-def batches(items: Sequence[T], size: int = BATCH) -> list[Sequence[T]]:
-    """Split `items` into consecutive slices of at most `size`."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 async def fetch_cluster_arns(aws: AwsClients) -> list[str]:

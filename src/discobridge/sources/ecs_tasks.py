@@ -17,13 +17,10 @@ from typing import Any
 import structlog
 
 from discobridge.aws import AwsClients
-from discobridge.sources.base import gather_all
+from discobridge.sources.base import batches, gather_all
 from discobridge.sources.ecs_parse import is_running
 
 log = structlog.get_logger(__name__)
-
-# DescribeTasks takes at most 100 ARNs: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
-BATCH = 100
 
 
 async def fetch_task_arns(aws: AwsClients, cluster: str) -> list[str]:
@@ -33,8 +30,7 @@ async def fetch_task_arns(aws: AwsClients, cluster: str) -> list[str]:
 async def fetch_tasks(aws: AwsClients, cluster: str, arns: Sequence[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Described tasks by ARN, and the ARNs ECS reports MISSING (gone, or never existed)."""
     responses = await gather_all(
-        aws.call("ecs", "DescribeTasks", cluster=cluster, tasks=list(arns[i : i + BATCH]))
-        for i in range(0, len(arns), BATCH)
+        aws.call("ecs", "DescribeTasks", cluster=cluster, tasks=list(batch)) for batch in batches(arns)
     )
     tasks = {task["taskArn"]: task for response in responses for task in response.get("tasks", [])}
     missing = {
@@ -49,7 +45,6 @@ async def fetch_tasks(aws: AwsClients, cluster: str, arns: Sequence[str]) -> tup
 @dataclass(frozen=True, slots=True)
 class Reconciled:
     tasks: list[dict[str, Any]]
-    unconfirmed: int  # vanished from ListTasks, but ECS says they still run: kept
     dropped_too_many: bool  # the unconfirmed share of the cluster exceeded max_drop_fraction
 
 
@@ -70,7 +65,8 @@ class ClusterTasks:
         listed = await fetch_task_arns(aws, self._cluster)
         known = self._tasks
         describe_all = now - self._described_all_at >= self._health_refresh_s
-        vanished = [arn for arn in known if arn not in set(listed)]
+        listed_set = set(listed)
+        vanished = [arn for arn in known if arn not in listed_set]
         wanted = (listed if describe_all else [arn for arn in listed if arn not in known]) + vanished
         described, missing = await fetch_tasks(aws, self._cluster, wanted) if wanted else ({}, set())
         current: dict[str, dict[str, Any]] = {}
@@ -97,4 +93,4 @@ class ClusterTasks:
         self._tasks = current
         if describe_all:
             self._described_all_at = now
-        return Reconciled(list(current.values()), unconfirmed, too_many)
+        return Reconciled(list(current.values()), too_many)
