@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
 from aiohttp import web
 
-from discobridge.frontends.keys import STATE, STORE
+from discobridge.frontends.keys import STATE, STORE, HttpState
 from discobridge.render.resolver import Document, document, render_service
-from discobridge.snapshot import Snapshot
+from discobridge.snapshot import Snapshot, SnapshotStore
 
 MAX_WAIT_S = 300.0  # a long poll waits at most 5 minutes, as Consul's blocking queries do
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
@@ -100,8 +101,12 @@ async def _long_poll(request: web.Request, name: str, index: int, wait_s: float)
         generation = store.generation
         if remaining <= 0:
             break
-        await store.wait_until(lambda g=generation: store.generation > g or state.shutting_down, remaining)
+        await store.wait_until(functools.partial(_moved_on, store, state, generation), remaining)
     return _snapshot(request)
+
+
+def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
+    return store.generation > generation or state.shutting_down
 
 
 async def handle_resolve(request: web.Request) -> web.Response:

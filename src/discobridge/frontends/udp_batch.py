@@ -48,6 +48,7 @@ class _MMsgHdr(ctypes.Structure):
 
 _MSG = ctypes.sizeof(_MMsgHdr)
 _IOV = ctypes.sizeof(_IoVec)
+_MSG_INTS, _MSG_WORDS, _IOV_WORDS = _MSG // 4, _MSG // 8, _IOV // 8
 # Field positions as indexes into the arrays seen as 32- or 64-bit words.
 _NAMELEN = _MsgHdr.msg_namelen.offset // 4
 _MSG_LEN = _MMsgHdr.msg_len.offset // 4
@@ -136,30 +137,36 @@ class BatchedUdpServer:
                 return
 
     def _answer(self, count: int) -> None:
-        rx, tx, respond = self._rx, self._tx, self._respond
+        # The per-datagram path: every attribute it touches is a local.
+        respond, names = self._respond, self._names_address
+        rx_ints, rx_bytes = self._rx.msg_ints, self._rx.bytes
+        tx_ints, tx_words, tx_iov, tx_bytes = self._tx.msg_ints, self._tx.msg_words, self._tx.iov_words, self._tx.bytes
         replies = 0
         for slot in range(count):
-            header = slot * _MSG // 4
+            header = slot * _MSG_INTS
             start = slot * DATAGRAM
-            query = bytes(rx.bytes[start : start + rx.msg_ints[header + _MSG_LEN]])
-            namelen = rx.msg_ints[header + _NAMELEN]
-            rx.msg_ints[header + _NAMELEN] = _NAME  # the kernel shrinks it; restore for the next batch
+            query = bytes(rx_bytes[start : start + rx_ints[header + _MSG_LEN]])
+            namelen = rx_ints[header + _NAMELEN]
+            rx_ints[header + _NAMELEN] = _NAME  # the kernel shrinks it; restore for the next batch
             try:
                 reply = respond(query)
             except Exception:
                 log.debug("dns_query_failed", exc_info=True)
                 continue
-            if reply is None or len(reply) > DATAGRAM:
+            if reply is None:
+                continue
+            size = len(reply)
+            if size > DATAGRAM:
                 continue
             out = replies * DATAGRAM
-            tx.bytes[out : out + len(reply)] = reply
-            tx.iov_words[replies * _IOV // 8 + _IOV_LEN] = len(reply)
-            tx.msg_words[replies * _MSG // 8] = self._names_address + slot * _NAME
-            tx.msg_ints[replies * _MSG // 4 + _NAMELEN] = namelen
+            tx_bytes[out : out + size] = reply
+            tx_iov[replies * _IOV_WORDS + _IOV_LEN] = size
+            tx_words[replies * _MSG_WORDS] = names + slot * _NAME  # msg_name: the sender's address
+            tx_ints[replies * _MSG_INTS + _NAMELEN] = namelen
             replies += 1
         sent = 0
         while sent < replies:
-            done = self._sendmmsg(self._fd, tx.address + sent * _MSG, replies - sent, _MSG_DONTWAIT)
+            done = self._sendmmsg(self._fd, self._tx.address + sent * _MSG, replies - sent, _MSG_DONTWAIT)
             if done > 0:
                 sent += done
             elif ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
