@@ -33,11 +33,13 @@ PREFIXES = ("/eureka", "/eureka/v2")
 _DELTA_CACHE = web.AppKey("eureka_delta", dict)
 _WRITES = web.AppKey("eureka_writes", Counter)
 _EMPTY = web.AppKey("eureka_empty", EurekaDocuments)
+_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("eureka_wall_clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time) -> None:
     app[_DELTA_CACHE] = {}
+    app[_CLOCK] = wall_clock
     app[_WRITES] = Counter()
     # Before the first poll: an empty registry, never an error (py-eureka-client would stop for good).
     app[_EMPTY] = documents(0, {}, (), wall_clock())
@@ -49,9 +51,9 @@ def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time
     )
     reads: list[tuple[str, Handler]] = [
         ("apps", handle_apps),
-        ("apps/delta", _with_clock(handle_delta, wall_clock)),
+        ("apps/delta", handle_delta),
         ("apps/{app}", handle_app),
-        ("apps/{app}/{id}", handle_app_instance),
+        ("apps/{app}/{id}", handle_instance),
         ("instances/{id}", handle_instance),
         ("vips/{vip}", _by_vip("vipAddress")),
         ("svips/{vip}", _by_vip("secureVipAddress")),
@@ -106,17 +108,8 @@ async def handle_apps(request: web.Request) -> web.Response:
     return _send(request, _documents(request).apps)
 
 
-def _with_clock(
-    handler: Callable[[web.Request, float], Awaitable[web.Response]], clock: Callable[[], float]
-) -> Handler:
-    async def handle(request: web.Request) -> web.Response:
-        return await handler(request, clock())
-
-    return handle
-
-
-async def handle_delta(request: web.Request, now: float) -> web.Response:
-    docs = _documents(request)
+async def handle_delta(request: web.Request) -> web.Response:
+    docs, now = _documents(request), request.app[_CLOCK]()
     if not docs.changes or docs.changes[0].at >= now - RETENTION_S:
         return _send(request, docs.delta)
     # Changes aged out while the registry stood still: drop them, as the real server's
@@ -161,16 +154,10 @@ def _find(docs: EurekaDocuments, instance_id: str, app: str | None = None) -> In
     return None
 
 
-async def handle_app_instance(request: web.Request) -> web.Response:
-    found = _find(_documents(request), request.match_info["id"], request.match_info["app"].upper())
-    if found is None:
-        return _not_found()
-    (instance,) = _full([found])
-    return _one(request, "instance", instance, instance_xml(instance))
-
-
 async def handle_instance(request: web.Request) -> web.Response:
-    found = _find(_documents(request), request.match_info["id"])
+    """`instances/{id}`, and `apps/{app}/{id}` (then only within that app)."""
+    app = request.match_info.get("app")
+    found = _find(_documents(request), request.match_info["id"], app.upper() if app else None)
     if found is None:
         return _not_found()
     (instance,) = _full([found])

@@ -268,17 +268,18 @@ def registry(version: int, hashcode: str, applications: Mapping[str, list[Fragme
     as_xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<applications>'
         f"<versions__delta>{version}</versions__delta><apps__hashcode>{escape(hashcode)}</apps__hashcode>"
-        + "".join(
-            f"<application><name>{escape(name)}</name>" + "".join(x for _, x in fragments) + "</application>"
-            for name, fragments in applications.items()
-        )
+        + "".join(_application_xml(name, (x for _, x in fragments)) for name, fragments in applications.items())
         + "</applications>"
     )
     return Representations.of(as_json, as_xml)
 
 
 def application_xml(name: str, instances: Iterable[Instance]) -> str:
-    return f"<application><name>{escape(name)}</name>" + "".join(instance_xml(i) for i in instances) + "</application>"
+    return _application_xml(name, (instance_xml(i) for i in instances))
+
+
+def _application_xml(name: str, instances_xml: Iterable[str]) -> str:
+    return f"<application><name>{escape(name)}</name>" + "".join(instances_xml) + "</application>"
 
 
 def instance_xml(instance: Instance) -> str:
