@@ -6,8 +6,16 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+from discobridge.model import LOCAL_ACCOUNT, Endpoint, PartitionKey, PartitionResult
+from discobridge.render.dns import DnsRenderer
+from discobridge.render.eureka import EurekaRenderer
+from discobridge.render.resolver import ResolverRenderer
+from discobridge.render.status import StatusSections
+from discobridge.store import SnapshotStore
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -42,3 +50,16 @@ async def serve_until_sigterm(frontend: Frontend) -> None:
     print("ready", flush=True)
     await stop.wait()
     await frontend.stop()
+
+
+BENCH_PARTITION = PartitionKey("ecs", LOCAL_ACCOUNT, "us-east-1", "cluster", "bench")
+
+
+def serving_store(endpoints: Iterable[Endpoint], zone: str = "bench.test") -> SnapshotStore:
+    """A store holding one snapshot of `endpoints` in one partition, rendered by every renderer
+    the daemon registers, as the daemon would hold it after a poll."""
+    renderers = [DnsRenderer(zone=zone, ttl_s=5), ResolverRenderer(), StatusSections(), EurekaRenderer()]
+    store = SnapshotStore(renderers=renderers, scopes={BENCH_PARTITION.scope: "bench"})
+    store.listed(BENCH_PARTITION.scope, [BENCH_PARTITION])
+    store.publish(BENCH_PARTITION, PartitionResult(tuple(endpoints), 0.0))
+    return store

@@ -17,8 +17,6 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 from discobridge.config import Config, parse_config
 from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
-from discobridge.render.dns import DnsRenderer
-from discobridge.snapshot import Renderers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,11 +79,6 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return repr(value)
-
-
-def renderers(zone: str = "disco.test", ttl_s: int = 5) -> Renderers:
-    """The renderers the app would build from a config with this zone and TTL."""
-    return Renderers(dns=DnsRenderer(zone=zone, ttl_s=ttl_s))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

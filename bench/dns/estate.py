@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.render.dns import DnsRenderer
-from discobridge.snapshot import Renderers, SnapshotStore
+from common import serving_store
+
+from discobridge.model import Endpoint, Health
+from discobridge.store import SnapshotStore
 
 ZONE = "bench.test"
 SERVICES = 300
@@ -26,7 +27,7 @@ def endpoints() -> tuple[Endpoint, ...]:
                     host_port=32768 + n % 20000,
                     health=Health.HEALTHY,
                     az="us-east-1a",
-                    source=SourceName.ECS,
+                    source="ecs",
                     cluster="bench",
                     task_arn=f"arn:aws:ecs:us-east-1:1:task/bench/{n:032x}",
                 )
@@ -36,9 +37,7 @@ def endpoints() -> tuple[Endpoint, ...]:
 
 def store() -> SnapshotStore:
     """A store holding one snapshot of the estate, as the daemon would after a poll."""
-    result = SnapshotStore(sources=[SourceName.ECS], renderers=Renderers(dns=DnsRenderer(zone=ZONE, ttl_s=5)))
-    result.publish(SourceResult(SourceName.ECS, endpoints(), 0.0))
-    return result
+    return serving_store(endpoints(), zone=ZONE)
 
 
 def queries(count: int = 10_000, seed: int = 7) -> list[str]:

@@ -28,6 +28,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from common import cpu_seconds, free_port  # noqa: E402
 from estate import store  # noqa: E402
 
+from discobridge.render.eureka import EUREKA  # noqa: E402
+
 MODES = {
     "plain": {"Accept": "application/json"},
     "gzip": {"Accept": "application/json", "Accept-Encoding": "gzip"},
@@ -48,7 +50,7 @@ def wait_until_serving(port: int, deadline_s: float = 30) -> None:
 
 
 def start_nginx(work: Path, port: int) -> tuple[subprocess.Popen[bytes], list[int]]:
-    docs = store().current.eureka.apps  # type: ignore[union-attr]
+    docs = store().current.view(EUREKA).apps  # type: ignore[union-attr]
     (work / "apps").mkdir()
     (work / "apps" / "index.json").write_bytes(docs.json)
     (work / "apps" / "index.json.gz").write_bytes(docs.json_gzip)
@@ -124,7 +126,7 @@ def main() -> int:
     if missing:
         print(f"missing: {', '.join(missing)} (apt-get install nginx wrk)", file=sys.stderr)
         return 1
-    docs = store().current.eureka.apps  # type: ignore[union-attr]
+    docs = store().current.view(EUREKA).apps  # type: ignore[union-attr]
     print(f"registry: 1,000 instances, {len(docs.json):,} bytes JSON, {len(docs.json_gzip):,} bytes gzip")
     servers = {"nginx": start_nginx, "discobridge": start_discobridge}
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}

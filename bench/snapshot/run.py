@@ -3,7 +3,7 @@
 5,000 endpoints (500 services x 10). Measures the first build (every service rendered), a build
 after one task changed (the reference: the same estate, the same run), and the longest event-loop
 stall while a changed snapshot is built, inline (publish) and in a worker thread
-(publish_in_thread, what the daemon does).
+(submit, what the daemon does).
 
     .venv/bin/python bench/snapshot/run.py [--services 500] [--per-service 10] [--runs 5]
 """
@@ -14,17 +14,21 @@ import argparse
 import asyncio
 import dataclasses
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.render.dns import DnsRenderer
-from discobridge.snapshot import Renderers, SnapshotStore
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import BENCH_PARTITION, serving_store
+
+from discobridge.model import Endpoint, Health, PartitionResult
+from discobridge.store import SnapshotStore
 
 
 def estate(services: int, per_service: int) -> tuple[Endpoint, ...]:
     return tuple(
         Endpoint(
-            f"svc-{s}", f"10.{s // 250}.{s % 250}.{e + 1}", 32768 + e, Health.HEALTHY, "us-east-1a", SourceName.ECS,
+            f"svc-{s}", f"10.{s // 250}.{s % 250}.{e + 1}", 32768 + e, Health.HEALTHY, "us-east-1a", "ecs",
             cluster="prod", task_arn=f"arn:aws:ecs:us-east-1:1:task/prod/{s * per_service + e:032x}",
         )
         for s in range(services)
@@ -54,10 +58,12 @@ async def longest_stall(work: asyncio.Future[object] | object) -> float:
     return max(gaps)
 
 
+def _changed(endpoints: tuple[Endpoint, ...], port: int) -> PartitionResult:
+    return PartitionResult((dataclasses.replace(endpoints[0], host_port=port), *endpoints[1:]), 0.0)
+
+
 async def _inline(store: SnapshotStore, endpoints: tuple[Endpoint, ...], port: int) -> None:
-    store.publish(
-        SourceResult(SourceName.ECS, (dataclasses.replace(endpoints[0], host_port=port), *endpoints[1:]), 0.0)
-    )
+    store.publish(BENCH_PARTITION, _changed(endpoints, port))
 
 
 async def main() -> None:
@@ -69,18 +75,15 @@ async def main() -> None:
     endpoints = estate(args.services, args.per_service)
     cold, warm, inline, threaded = [], [], [], []
     for run in range(args.runs):
-        store = SnapshotStore(sources=[SourceName.ECS], renderers=Renderers(dns=DnsRenderer(zone="b.test", ttl_s=5)))
         started = time.perf_counter()
-        store.publish(SourceResult(SourceName.ECS, endpoints, 0.0))
+        store = serving_store(endpoints, zone="b.test")
         cold.append(time.perf_counter() - started)
-        changed = (dataclasses.replace(endpoints[0], host_port=1000 + run), *endpoints[1:])
         started = time.perf_counter()
-        store.publish(SourceResult(SourceName.ECS, changed, 0.0))
+        store.publish(BENCH_PARTITION, _changed(endpoints, 1000 + run))
         warm.append(time.perf_counter() - started)
 
         inline.append(await longest_stall(_inline(store, endpoints, 2000 + run)))
-        moved = (dataclasses.replace(endpoints[0], host_port=3000 + run), *endpoints[1:])
-        threaded.append(await longest_stall(store.publish_in_thread(SourceResult(SourceName.ECS, moved, 0.0))))
+        threaded.append(await longest_stall(store.submit(BENCH_PARTITION, _changed(endpoints, 3000 + run))))
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
     print(f"{len(endpoints):,} endpoints, medians of {args.runs} runs")
     print(f"first build (every service rendered): {ms(cold):7.1f} ms")

@@ -14,21 +14,42 @@ from typing import Any
 import structlog
 from aiobotocore.session import AioSession
 
-from discobridge import snapshot_file
 from discobridge.aws import AwsClients
 from discobridge.config import Config
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
-from discobridge.poller import Poller
+from discobridge.model import LOCAL_ACCOUNT
+from discobridge.poller import SourcePoller
+from discobridge.render import Renderer
 from discobridge.render.dns import DnsRenderer
-from discobridge.render.eureka import EurekaPaths, EurekaRenderer
-from discobridge.snapshot import Renderers, SnapshotStore
-from discobridge.sources.base import Source, gather_all
-from discobridge.sources.cloudmap import CloudMapSource
-from discobridge.sources.ecs import EcsSource
+from discobridge.render.eureka import EurekaRenderer
+from discobridge.render.eureka_wire import EurekaPaths
+from discobridge.render.resolver import ResolverRenderer
+from discobridge.render.status import StatusSections
+from discobridge.snapshot_file import LocalSnapshot, decode
+from discobridge.snapshot_s3 import S3Snapshot
+from discobridge.snapshot_saver import SnapshotSaver, SnapshotTarget
+from discobridge.sources.base import Source
+from discobridge.sources.cloudmap.source import CloudMapSource
+from discobridge.sources.ecs.cache import EcsCache
+from discobridge.sources.ecs.source import EcsSource
+from discobridge.store import SnapshotStore
 
 log = structlog.get_logger(__name__)
+
+
+def renderers(config: Config) -> list[Renderer[Any]]:
+    """Every document family the frontends serve, each rendered once per snapshot."""
+    paths = EurekaPaths(
+        home=config.eureka.home_page_path, status=config.eureka.status_page_path, health=config.eureka.health_check_path
+    )
+    return [
+        DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s),
+        ResolverRenderer(),
+        StatusSections(),
+        EurekaRenderer(paths=paths),
+    ]
 
 
 class Daemon:
@@ -44,42 +65,67 @@ class Daemon:
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
-        self.aws = AwsClients(config=config.aws, metrics=self.metrics, session=session, **(aws_options or {}))
-        sources: list[tuple[Source, float]] = [
+        snapshot_path = config.snapshot.path or ""
+        services = ["ecs", "ec2", *(["servicediscovery"] if config.cloudmap.namespaces else [])]
+        services += ["s3"] if snapshot_path.startswith("s3://") else []
+        self.aws = AwsClients(
+            config=config.aws, metrics=self.metrics, session=session, services=services, **(aws_options or {})
+        )
+        self.ecs_cache = EcsCache(clock=clock)
+        region = config.aws.region
+        self.sources: list[tuple[Source, float]] = [
             (
                 EcsSource(
                     aws=self.aws,
+                    account=LOCAL_ACCOUNT,
+                    region=region,
                     clusters=config.ecs.clusters,
+                    cache=self.ecs_cache,
                     metrics=self.metrics,
                     health_refresh_s=config.ecs.health_refresh_s,
                     max_drop_fraction=config.ecs.max_drop_fraction,
                     clock=clock,
                 ),
                 config.ecs.poll_interval_s,
-            ),
+            )
         ]
         if config.cloudmap.namespaces:
-            cloudmap = CloudMapSource(aws=self.aws, namespaces=config.cloudmap.namespaces, metrics=self.metrics)
-            sources.append((cloudmap, config.cloudmap.poll_interval_s))
-        paths = EurekaPaths(
-            home=config.eureka.home_page_path,
-            status=config.eureka.status_page_path,
-            health=config.eureka.health_check_path,
+            cloudmap = CloudMapSource(
+                aws=self.aws,
+                account=LOCAL_ACCOUNT,
+                region=region,
+                namespaces=config.cloudmap.namespaces,
+                metrics=self.metrics,
+            )
+            self.sources.append((cloudmap, config.cloudmap.poll_interval_s))
+        self.store = SnapshotStore(
+            renderers=renderers(config),
+            scopes={s.scope: s.label for s, _ in self.sources},
+            startup_wait_s=config.health.startup_wait_s,
+            clock=clock,
         )
-        renderers = Renderers(
-            dns=DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s), eureka=EurekaRenderer(paths=paths)
-        )
-        self.store = SnapshotStore(sources=[s.name for s, _ in sources], renderers=renderers, clock=clock)
+        for source, _ in self.sources:
+            if not source.dynamic:  # the configured partitions are what the first snapshot waits for
+                self.store.listed(source.scope, [p.key for p in source.known()])
         self.dns = DnsFrontend(store=self.store, metrics=self.metrics, listen=config.dns.listen)
         self.http = HttpFrontend(
             app=make_app(store=self.store, metrics=self.metrics, config=config), listen=config.http.listen
         )
         self.pollers = [
-            Poller(source=s, store=self.store, metrics=self.metrics, interval_s=interval, clock=clock)
-            for s, interval in sources
+            SourcePoller(source=s, store=self.store, metrics=self.metrics, interval_s=interval, clock=clock)
+            for s, interval in self.sources
         ]
+        self.snapshot_target: SnapshotTarget | None = None
+        if snapshot_path.startswith("s3://"):
+            self.snapshot_target = S3Snapshot(aws=self.aws, url=snapshot_path)
+        elif snapshot_path:
+            self.snapshot_target = LocalSnapshot(Path(snapshot_path))
+        self.saver = (
+            SnapshotSaver(store=self.store, target=self.snapshot_target, caches=self._caches, clock=clock)
+            if self.snapshot_target
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._clock = clock
 
     async def __aenter__(self) -> Daemon:
         await self.aws.__aenter__()
@@ -91,42 +137,51 @@ class Daemon:
         await self.stop_polling()
         await self.http.stop()
         await self.dns.stop()
+        await self.store.close()
         await self.aws.__aexit__(exc_type, exc, tb)
 
     async def serve(self) -> None:
-        """Open every listener, then start polling: clients get SERVFAIL/503 until the first poll,
-        unless a saved snapshot answers for them meanwhile."""
-        self._restore()
+        """Restore saved data, open every listener, then start polling: clients get SERVFAIL/503
+        until every partition has a first result, unless saved data answers for them meanwhile."""
+        await self.restore()
         await self.dns.start()
         await self.http.start()
         self.start_polling()
-        if self.config.snapshot.path:
-            self._tasks.append(asyncio.create_task(self._keep_saving(Path(self.config.snapshot.path))))
+        if self.saver is not None:
+            self._tasks.append(asyncio.create_task(self.saver.run(), name="snapshot-saver"))
 
-    def _restore(self) -> None:
-        if not self.config.snapshot.path:
+    async def restore(self) -> None:
+        """Load the snapshot file (or S3 object), if any: partitions and the sources' caches."""
+        if self.snapshot_target is None:
             return
-        path = Path(self.config.snapshot.path)
-        for result in snapshot_file.load(path, clock=self._clock):
-            if result.source in self.store.status:
-                self.store.publish(result)
-        if self.store.current is not None:
-            log.info("snapshot_restored", path=str(path), generation=self.store.generation, stale_s=self.store.age_s())
+        try:
+            data = await self.snapshot_target.read()
+        except Exception as exc:  # noqa: BLE001 - no saved data is no reason not to start
+            log.warning("snapshot_file_unreadable", path=self.snapshot_target.name, error=str(exc))
+            return
+        if data is None:
+            return
+        saved = decode(data, origin=self.snapshot_target.name, clock=self.store.now)
+        definitions = self.ecs_cache.load(saved.caches.get("ecs"))
+        restored = 0
+        for key, result in saved.partitions.items():
+            if any(source.adopt(key) for source, _ in self.sources):
+                self.store.restore(key, result)
+                restored += 1
+        await self.store.flush()  # served from the first query on, when it is complete
+        log.info(
+            "snapshot_restored",
+            path=self.snapshot_target.name,
+            partitions=restored,
+            cached_facts=definitions,
+            stale_s=_rounded(self.store.age_s()),
+        )
 
-    async def _keep_saving(self, path: Path) -> None:
-        """Write the snapshot's source results after every change (in a thread: it is disk I/O)."""
-        generation = self.store.generation
-        while True:
-            await self.store.wait_for(generation, timeout=None)
-            generation = self.store.generation
-            try:
-                await asyncio.to_thread(snapshot_file.save, path, list(self.store.results.values()))
-                log.info("snapshot_saved", path=str(path), generation=generation)
-            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the daemon, nor this loop
-                log.warning("snapshot_file_not_written", path=str(path), error=str(exc))
+    def _caches(self) -> dict[str, Any]:
+        return {"ecs": self.ecs_cache.export()}
 
     def start_polling(self) -> None:
-        self._tasks = [asyncio.create_task(p.run(), name=f"poller-{i}") for i, p in enumerate(self.pollers)]
+        self._tasks = [asyncio.create_task(p.run(), name=f"source-{i}") for i, p in enumerate(self.pollers)]
 
     async def stop_polling(self) -> None:
         for task in self._tasks:
@@ -137,8 +192,8 @@ class Daemon:
         self._tasks = []
 
     async def refresh_all(self) -> bool:
-        """Refresh every source once; True when all succeeded."""
-        results = await gather_all(p.refresh_once() for p in self.pollers)
+        """List and refresh every partition once; True when all succeeded."""
+        results = await asyncio.gather(*(p.refresh_all() for p in self.pollers))
         return all(results)
 
 
@@ -163,3 +218,7 @@ async def run(config: Config) -> int:
             log.info("daemon_drain_cut_short")
         log.info("daemon_stopping", generation=daemon.store.generation)
     return 0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "ecs": frozenset(
         {
             "ListClusters",
+            "DescribeClusters",
             "ListTasks",
             "DescribeTasks",
             "ListContainerInstances",
@@ -64,6 +65,7 @@ class AwsClients:
         max_attempts: int = 3,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
+        services: Iterable[str] = ("ecs", "ec2", "servicediscovery"),
         backoff_s: float = 0.1,
         backoff_cap_s: float = 5.0,
     ) -> None:
@@ -73,6 +75,10 @@ class AwsClients:
         # Bounds in-flight requests across all sources (Prometheus ECS discovery uses the same 20).
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_attempts = max(1, max_attempts)
+        # Each attempt is bounded as a whole (a server trickling bytes defeats a read timeout);
+        # time spent waiting for budget or a free slot is not part of it.
+        self._attempt_timeout_s = connect_timeout_s + read_timeout_s + 5.0
+        self._services = tuple(services)
         self._backoff_s, self._backoff_cap_s = backoff_s, backoff_cap_s
         share = config.api_rate_fraction
         now = time.monotonic()
@@ -93,7 +99,7 @@ class AwsClients:
 
     async def __aenter__(self) -> AwsClients:
         credentials = self._local_endpoint_credentials()
-        for service in OPERATIONS:
+        for service in self._services:
             self._clients[service] = await self._stack.enter_async_context(
                 self._session.create_client(
                     service,
@@ -128,10 +134,7 @@ class AwsClients:
         bucket_name = bucket_of(operation)
         bucket = self._buckets[bucket_name]
         for attempt in range(1, self._max_attempts + 1):
-            wait_s = bucket.reserve(time.monotonic())
-            if wait_s:
-                self._metrics.aws_token_wait.labels(bucket_name).inc(wait_s)
-                await asyncio.sleep(wait_s)
+            await self._take_token(bucket, bucket_name)
             try:
                 response: dict[str, Any] = await self._attempt(method, operation, params)
             except AwsCallError as exc:
@@ -148,12 +151,29 @@ class AwsClients:
                 return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def _take_token(self, bucket: TokenBucket, bucket_name: str) -> None:
+        """Wait for this call's share of the budget; a call cancelled while waiting gives its
+        token back, so cancelled work never leaves the next attempt deeper in debt."""
+        wait_s = bucket.reserve(time.monotonic())
+        if not wait_s:
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(wait_s)
+        except asyncio.CancelledError:
+            bucket.refund()
+            raise
+        finally:
+            self._metrics.aws_token_wait.labels(bucket_name).inc(time.monotonic() - started)
+
     async def _attempt(self, method: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         outcome = "ok"
         try:
             async with self._slots:
-                response: dict[str, Any] = await method(**params)
+                started = time.monotonic()
+                async with asyncio.timeout(self._attempt_timeout_s):
+                    response: dict[str, Any] = await method(**params)
                 return response
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -162,7 +182,7 @@ class AwsClients:
             outcome = "throttled" if code in _THROTTLE_CODES else code
             retryable = code in _THROTTLE_CODES or status >= 500
             raise AwsCallError(operation, code, str(error.get("Message", "")), retryable=retryable) from exc
-        except (TimeoutError, BotoCoreError, OSError) as exc:
+        except (TimeoutError, BotoCoreError, OSError) as exc:  # TimeoutError: the attempt's own bound
             outcome = type(exc).__name__
             raise AwsCallError(operation, outcome, str(exc), retryable=True) from exc
         finally:

@@ -24,7 +24,7 @@ class AwsBucket:
 # EC2: https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html (non-mutating);
 # Cloud Map: https://docs.aws.amazon.com/cloud-map/latest/dg/throttling.html (DiscoverInstances).
 AWS_BUCKETS: Mapping[str, AwsBucket] = {
-    "ecs-cluster-read": AwsBucket(50, 20, frozenset({"ListClusters"})),
+    "ecs-cluster-read": AwsBucket(50, 20, frozenset({"ListClusters", "DescribeClusters"})),
     "ecs-cluster-resource-read": AwsBucket(
         100, 20, frozenset({"ListTasks", "DescribeTasks", "ListContainerInstances", "DescribeContainerInstances"})
     ),
@@ -60,6 +60,10 @@ class TokenBucket:
         self._updated = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def refund(self) -> None:
+        """Give back a token reserved by a call that was cancelled before it used it."""
+        self._tokens = min(self._burst, self._tokens + 1)
 
     def throttled(self) -> None:
         """AWS said slow down: halve the rate, down to an eighth of the share (adaptive)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from discobridge import __version__, app
-from discobridge.config import Config, ConfigError, load_config, parse_config
+from discobridge.config import BindError, Config, ConfigError, load_config, parse_config
 from discobridge.logs import configure_logging
 from discobridge.render.resolver import render_services
 from discobridge.snapshot import Snapshot
@@ -66,7 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(format=config.log.format, level=_quiet(config.log.level))
         return _run_async(_snapshot(config, as_json=args.json))
     configure_logging(format=config.log.format, level=config.log.level)
-    return _run_async(app.run(config))
+    return _serve(config)
+
+
+def _serve(config: Config, flags: dict[str, str] | None = None) -> int:
+    """Run the daemon; a listen address that cannot be bound is one line and exit code 1."""
+    try:
+        return _run_async(app.run(config))
+    except BindError as exc:
+        hint = (flags or {}).get(exc.key)
+        print(f"discobridge: {exc}" + (f"; pick another port with {hint}" if hint else ""), file=sys.stderr)
+        return 1
 
 
 def _load(path: str | None) -> Config:
@@ -98,8 +108,9 @@ async def _snapshot(config: Config, *, as_json: bool) -> int:
         ok = await daemon.refresh_all()
         snapshot = daemon.store.current
         if not ok or snapshot is None:
-            errors = [f"{s.source}: {s.last_error}" for s in daemon.store.status.values() if s.last_error]
-            print(f"discobridge: poll failed: {'; '.join(errors)}", file=sys.stderr)
+            errors = [s.attempts.last_error for s in daemon.store.partitions.values() if s.attempts.last_error]
+            errors += [a.last_error for a in daemon.store.listings.values() if a.last_error]
+            print(f"discobridge: poll failed: {'; '.join(e for e in errors if e)}", file=sys.stderr)
             return 1
     try:
         print(_format_json(snapshot) if as_json else _format_text(snapshot), flush=True)
@@ -134,4 +145,4 @@ def _demo(directory: Path, dns_port: int, http_port: int) -> int:
     with start_demo(directory, dns_port, http_port) as demo:
         configure_logging(format="console", level="info")
         print(demo.banner, flush=True)
-        return _run_async(app.run(demo.config))
+        return _serve(demo.config, {"[dns] listen": "--dns-port", "[http] listen": "--http-port"})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import errno
+import ipaddress
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -18,6 +20,23 @@ class ConfigError(Exception):
     def __init__(self, origin: str, key: str, reason: str) -> None:
         super().__init__(f"{origin}: {key}: {reason}" if key else f"{origin}: {reason}")
         self.origin, self.key, self.reason = origin, key, reason
+
+
+class BindError(Exception):
+    """A configured listen address could not be bound; the message names the key and the reason."""
+
+    def __init__(self, key: str, address: str, reason: str) -> None:
+        super().__init__(f"{key} {address}: cannot listen: {reason}")
+        self.key, self.address, self.reason = key, address, reason
+
+    @classmethod
+    def of(cls, key: str, address: object, exc: OSError) -> BindError:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EACCES:
+            reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        elif exc.errno == errno.EADDRINUSE:
+            reason += " (another process listens there)"
+        return cls(key, str(address), reason)
 
 
 class HostPort(NamedTuple):
@@ -100,18 +119,25 @@ def _whole_seconds(value: Any) -> int:
 
 
 def parse_host_port(text: str) -> HostPort:
-    """Parse "host:port" or "[v6]:port"; port 0 asks the OS for a free port."""
+    """Parse "ip:port" or "[v6]:port" (an IP address, not a name); port 0 asks the OS for one."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
         raise ValueError(f'expected "host:port", got {text!r}')
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
     elif ":" in host:
+        raise ValueError(f'write an IPv6 address as "[addr]:port", got {text!r}')
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"expected an IP address such as 0.0.0.0 or [::1], got {host!r} in {text!r}") from None
+    if address.version == 6 and not bracketed:
         raise ValueError(f'write an IPv6 address as "[addr]:port", got {text!r}')
     port = int(port_text)
     if port > 65535:
         raise ValueError(f"port must be 0-65535, got {port}")
-    return HostPort(host, port)
+    return HostPort(str(address), port)
 
 
 def _listen(value: Any) -> HostPort:
@@ -119,7 +145,20 @@ def _listen(value: Any) -> HostPort:
 
 
 def _listens(value: Any) -> tuple[HostPort, ...]:
-    return tuple(_listen(item) for item in _texts(allow_empty=False)(value))
+    listens = tuple(_listen(item) for item in _texts(allow_empty=False)(value))
+    for i, first in enumerate(listens):
+        for second in listens[i + 1 :]:
+            if _overlap(first, second):
+                raise ValueError(f"{first} and {second} are the same address (each is served on UDP and TCP once)")
+    return listens
+
+
+def _overlap(first: HostPort, second: HostPort) -> bool:
+    """Whether two listeners would bind the same TCP port (a wildcard takes every address)."""
+    if first.port == 0 or second.port == 0 or first.port != second.port:
+        return False
+    wildcards = ("0.0.0.0", "::")
+    return first.host == second.host or first.host in wildcards or second.host in wildcards
 
 
 def _zone(value: Any) -> str:
@@ -187,9 +226,27 @@ class HttpConfig:
     drain_s: float = _setting(_non_negative_seconds, 5.0)
 
 
+def _snapshot_path(value: Any) -> str:
+    """A local file path or s3://bucket/key; a local path that exists must be a regular file."""
+    text = _text(value)
+    if text.startswith("s3://"):
+        bucket, _, key = text.removeprefix("s3://").partition("/")
+        if not bucket or not key or key.endswith("/"):
+            raise ValueError(f"expected s3://bucket/key (an object, not a prefix), got {text!r}")
+        return text
+    if "://" in text:
+        raise ValueError(f"expected a file path or s3://bucket/key, got {text!r}")
+    path = Path(text)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ValueError(f"{text} is {kind}: give the path of a file discobridge may replace")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotConfig:
-    path: str | None = _setting(_text, None)
+    # Where the last good data is kept: a file, or s3://bucket/key shared by every replica.
+    path: str | None = _setting(_snapshot_path, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +259,9 @@ class EurekaConfig:
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
     max_staleness_s: float = _setting(_seconds, 60.0)
+    # How long a partition whose attempts keep failing may hold back the first snapshot (one
+    # still making progress holds it back as long as it takes).
+    startup_wait_s: float = _setting(_non_negative_seconds, 60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +334,20 @@ def parse_config(text: str, origin: str) -> Config:
             hint = _did_you_mean(table, list(_TABLES), "[{}]")
             raise ConfigError(origin, f"[{table}]", f"unknown table{hint}")
     tables = {name: _build_table(origin, name, raw.get(name, {}), cls) for name, cls in _TABLES.items()}
-    return Config(**tables, origin=origin)
+    config = Config(**tables, origin=origin)
+    _check_across_tables(config)
+    return config
+
+
+def _check_across_tables(config: Config) -> None:
+    """Rules that involve more than one table: what `run` would otherwise fail on later."""
+    for dns in config.dns.listen:
+        if _overlap(dns, config.http.listen):
+            raise ConfigError(
+                config.origin,
+                "[http] listen",
+                f"{config.http.listen} takes the TCP port of [dns] listen {dns}: give DNS and HTTP different ports",
+            )
 
 
 def load_config(path: str | Path) -> Config:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -22,7 +22,6 @@ class Metrics:
     source_refresh_duration: Histogram
     source_skipped_records: Counter
     source_list_shrinks: Counter
-    snapshot_generation: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -56,14 +55,14 @@ class Metrics:
             ),
             source_refreshes=Counter(
                 "discobridge_source_refreshes_total",
-                "Source refreshes by outcome (ok or failed).",
-                ["source", "outcome"],
+                "Partition refreshes by source, partition (source/account/region/name) and outcome.",
+                ["source", "partition", "outcome"],
                 registry=registry,
             ),
             source_refresh_duration=Histogram(
                 "discobridge_source_refresh_duration_seconds",
-                "Duration of one full refresh of a source.",
-                ["source"],
+                "Duration of one refresh of a partition.",
+                ["source", "partition"],
                 registry=registry,
             ),
             source_skipped_records=Counter(
@@ -77,11 +76,6 @@ class Metrics:
                 "Polls whose task list lost more than [ecs] max_drop_fraction of a cluster's tasks "
                 "that ECS still reports running; those tasks were kept.",
                 ["source"],
-                registry=registry,
-            ),
-            snapshot_generation=Gauge(
-                "discobridge_snapshot_generation",
-                "Generation of the snapshot being served (0 before the first).",
                 registry=registry,
             ),
         )

@@ -13,17 +13,45 @@ class Health(StrEnum):
     DRAINING = "draining"
 
 
-class SourceName(StrEnum):
-    ECS = "ecs"
-    CLOUDMAP = "cloudmap"
-
-
 _NOT_NAME_CHAR = re.compile(r"[^a-z0-9-]")
+
+# The account the daemon's own credentials reach ([aws] account_name).
+LOCAL_ACCOUNT = "local"
 
 
 def normalize_service_name(raw: str) -> str:
     """Lowercase `raw` and replace every character outside [a-z0-9-] with '-' (a DNS-safe label)."""
     return _NOT_NAME_CHAR.sub("-", raw.lower())
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PartitionKey:
+    """One unit of refresh, freshness and failure: an ECS cluster or a Cloud Map namespace, of one
+    account and region. A value, so a new source or a new account needs no edit of the core."""
+
+    source: str  # the mechanism that fills it: "ecs", "cloudmap"
+    account: str  # the configured account name
+    region: str
+    unit: str  # what `name` names: "cluster", "namespace"
+    name: str
+
+    @property
+    def id(self) -> str:
+        """A stable identifier for labels and files: source/account/region/name."""
+        return f"{self.source}/{self.account}/{self.region}/{self.name}"
+
+    @property
+    def scope(self) -> str:
+        """The source, account and region this partition belongs to (its listing's id)."""
+        return scope_id(self.source, self.account, self.region)
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.unit} {self.name} in {self.account}/{self.region}"
+
+
+def scope_id(source: str, account: str, region: str) -> str:
+    """Names the partitions of one source in one account and region: what a listing discovers."""
+    return f"{source}/{account}/{region}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +63,7 @@ class Endpoint:
     host_port: int
     health: Health
     az: str
-    source: SourceName
+    source: str  # the partition's source: "ecs", "cloudmap"
     cluster: str = ""
     task_arn: str = ""
     container: str = ""
@@ -48,7 +76,7 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        return f"{self.host_ip}:{self.host_port}"
+        return f"[{self.host_ip}]:{self.host_port}" if ":" in self.host_ip else f"{self.host_ip}:{self.host_port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +99,10 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
-class SourceResult:
-    """A complete, successful refresh of one source; `fetched_at` is on the poller's clock."""
+class PartitionResult:
+    """What one good refresh of a partition found; `refreshed_at` is on the store's clock and is
+    the time AWS last confirmed this data, whether or not it changed."""
 
-    source: SourceName
     endpoints: tuple[Endpoint, ...]
-    fetched_at: float
+    refreshed_at: float
     warnings: tuple[str, ...] = ()

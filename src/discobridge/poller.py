@@ -1,24 +1,114 @@
-"""One refresh loop per source: fetch now, then every interval with jitter; back off on failure."""
+"""The refresh loops: one per partition (fetch now, then every interval with jitter, back off on
+failure), and one per source that lists its partitions and keeps a loop running for each."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from discobridge.metrics import Metrics
-from discobridge.model import SourceResult
-from discobridge.snapshot import SnapshotStore
-from discobridge.sources.base import Source
+from discobridge.model import PartitionKey, PartitionResult
+from discobridge.sources.base import Partition, Source
+from discobridge.store import SnapshotStore
 
 log = structlog.get_logger(__name__)
 
+Jitter = Callable[[float, float], float]
 
-class Poller:
-    """Runs `source.refresh()` forever; a failure keeps the source's last good result served."""
+
+def delay_after(interval_s: float, failures: int, jitter: Jitter) -> float:
+    """The wait before the next attempt: the interval ±10%, or exponential backoff on failure."""
+    if failures == 0:
+        return interval_s * jitter(0.9, 1.1)
+    backoff = min(interval_s, interval_s / 10 * 2.0 ** (failures - 1))
+    # Full jitter in the upper half: replicas that failed together do not retry together.
+    return backoff * jitter(0.5, 1.0)
+
+
+class PartitionPoller:
+    """Refreshes one partition forever; a failure keeps its last good result served."""
+
+    def __init__(
+        self,
+        *,
+        partition: Partition,
+        store: SnapshotStore,
+        metrics: Metrics,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Jitter = random.uniform,
+    ) -> None:
+        self._partition = partition
+        self._store = store
+        self._metrics = metrics
+        self._interval_s = interval_s
+        self._clock = clock
+        self._jitter = jitter
+        self._warnings: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> PartitionKey:
+        return self._partition.key
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            failures = 0 if await self.refresh_once() else failures + 1
+            await asyncio.sleep(delay_after(self._interval_s, failures, self._jitter))
+
+    async def refresh_once(self) -> bool:
+        """Refresh the partition once and hand the result to the store; False when it failed."""
+        key = self._partition.key
+        started, learned = self._clock(), self._partition.progress.count
+        try:
+            refreshed = await self._partition.refresh()
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the last good result served
+            progressed = self._partition.progress.count > learned
+            return self._failed(f"{key}: {exc}", started, progressed=progressed)
+        duration = self._clock() - started
+        result = PartitionResult(refreshed.endpoints, self._clock(), refreshed.warnings)
+        if not await self._store.submit(key, result):
+            return self._failed(f"{key}: snapshot build failed", started, progressed=False, record=False)
+        self._metrics.source_refreshes.labels(key.source, key.id, "ok").inc()
+        self._metrics.source_refresh_duration.labels(key.source, key.id).observe(duration)
+        log.info(
+            "source_refreshed",
+            source=key.source,
+            partition=key.id,
+            endpoints=len(result.endpoints),
+            services=len({e.service for e in result.endpoints}),
+            duration_s=round(duration, 3),
+            generation=self._store.generation,
+        )
+        return True
+
+    def _failed(self, error: str, started: float, *, progressed: bool, record: bool = True) -> bool:
+        """Record and log a failed refresh; the partition's last good result stays served."""
+        key, duration = self._partition.key, self._clock() - started
+        if record:
+            self._store.record_failure(key, error, progressed=progressed)
+        self._metrics.source_refreshes.labels(key.source, key.id, "failed").inc()
+        self._metrics.source_refresh_duration.labels(key.source, key.id).observe(duration)
+        log.warning(
+            "source_refresh_failed",
+            source=key.source,
+            partition=key.id,
+            error=error,
+            progressed=progressed,
+            duration_s=round(duration, 3),
+            stale_s=_rounded(self._store.age_of(key)),
+            generation=self._store.generation,
+        )
+        return False
+
+
+class SourcePoller:
+    """Keeps one source's partitions current: lists them (every interval when they can change)
+    and runs one PartitionPoller per partition, starting and stopping them as the list changes."""
 
     def __init__(
         self,
@@ -27,78 +117,77 @@ class Poller:
         store: SnapshotStore,
         metrics: Metrics,
         interval_s: float,
-        timeout_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        jitter: Callable[[float, float], float] = random.uniform,
+        jitter: Jitter = random.uniform,
     ) -> None:
         self._source = source
         self._store = store
         self._metrics = metrics
         self._interval_s = interval_s
-        self._timeout_s = timeout_s
         self._clock = clock
         self._jitter = jitter
+        self._running: dict[PartitionKey, asyncio.Task[None]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            failures = 0 if await self.refresh_once() else failures + 1
-            await asyncio.sleep(self.delay_after(failures))
-
-    def delay_after(self, failures: int) -> float:
-        """The wait before the next refresh: the interval ±10%, or exponential backoff on failure."""
-        if failures == 0:
-            return self._interval_s * self._jitter(0.9, 1.1)
-        backoff = min(self._interval_s, self._interval_s / 10 * 2.0 ** (failures - 1))
-        # Full jitter in the upper half: replicas that failed together do not retry together.
-        return backoff * self._jitter(0.5, 1.0)
-
-    async def refresh_once(self) -> bool:
-        """Refresh the source once and publish the result; False when it failed."""
-        source = self._source.name
-        started = self._clock()
         try:
-            async with asyncio.timeout(self._timeout_s):
-                endpoints = await self._source.refresh()
-        except Exception as exc:  # noqa: BLE001 - any failure must leave the last good result served
-            timed_out = isinstance(exc, TimeoutError)
-            return self._failed(f"refresh took longer than {self._timeout_s:g} s" if timed_out else str(exc), started)
-        duration = self._clock() - started
-        result = SourceResult(source, endpoints, self._clock(), self._source.warnings)
-        try:
-            changed = await self._store.publish_in_thread(result)
-        except Exception as exc:
-            log.exception("snapshot_build_failed", source=source)
-            return self._failed(f"snapshot build failed: {exc!r}", started)
-        self._metrics.source_refreshes.labels(source, "ok").inc()
-        self._metrics.source_refresh_duration.labels(source).observe(duration)
-        self._metrics.snapshot_generation.set(self._store.generation)
-        log.info(
-            "source_refreshed",
-            source=source,
-            endpoints=len(endpoints),
-            services=len({e.service for e in endpoints}),
-            changed=changed,
-            duration_s=round(duration, 3),
-            generation=self._store.generation,
-        )
-        return True
+            self._follow(self._source.known())
+            failures = 0
+            while True:
+                partitions = await self.list_once()
+                if partitions is not None:
+                    self._follow(partitions)
+                failures = 0 if partitions is not None else failures + 1
+                if not self._source.dynamic and failures == 0:
+                    await asyncio.Event().wait()  # fixed by the config: nothing more to list
+                await asyncio.sleep(delay_after(self._interval_s, failures, self._jitter))
+        finally:
+            tasks = [*self._running.values(), *self._stopping]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _failed(self, error: str, started: float) -> bool:
-        """Record and log a failed refresh; the source's last good result stays served."""
-        source, duration = self._source.name, self._clock() - started
-        self._store.record_failure(source, error or "unknown error")
-        self._metrics.source_refreshes.labels(source, "failed").inc()
-        self._metrics.source_refresh_duration.labels(source).observe(duration)
-        log.warning(
-            "source_refresh_failed",
-            source=source,
-            error=error,
-            duration_s=round(duration, 3),
-            stale_s=_rounded(self._store.age_s()),
-            generation=self._store.generation,
-        )
-        return False
+    async def list_once(self) -> Sequence[Partition] | None:
+        """List the partitions once and tell the store; None when listing failed."""
+        try:
+            partitions = await self._source.list_partitions()
+        except Exception as exc:  # noqa: BLE001 - the partitions already known keep refreshing
+            error = f"{self._source.label}: {exc}"
+            self._store.listing_failed(self._source.scope, error)
+            log.warning("source_listing_failed", scope=self._source.scope, error=error)
+            return None
+        self._store.listed(self._source.scope, [p.key for p in partitions])
+        return partitions
+
+    def _follow(self, partitions: Sequence[Partition]) -> None:
+        wanted = {p.key: p for p in partitions}
+        for key in [k for k in self._running if k not in wanted]:
+            stopping = self._running.pop(key)
+            stopping.cancel()
+            self._stopping.add(stopping)
+            stopping.add_done_callback(self._stopping.discard)
+        for key, partition in wanted.items():
+            if key not in self._running:
+                poller = PartitionPoller(
+                    partition=partition,
+                    store=self._store,
+                    metrics=self._metrics,
+                    interval_s=self._interval_s,
+                    clock=self._clock,
+                    jitter=self._jitter,
+                )
+                self._running[key] = asyncio.create_task(poller.run(), name=f"poll {key.id}")
+
+    async def refresh_all(self) -> bool:
+        """List and refresh every partition once, concurrently (for `discobridge snapshot`)."""
+        partitions = await self.list_once()
+        if partitions is None:
+            return False
+        pollers = [
+            PartitionPoller(partition=p, store=self._store, metrics=self._metrics, interval_s=self._interval_s)
+            for p in partitions
+        ]
+        return all(await asyncio.gather(*(p.refresh_once() for p in pollers)))
 
 
 def _rounded(value: float | None) -> float | None:

@@ -1,219 +1,130 @@
-"""The immutable snapshot frontends read, how it is built from source results, and its store."""
+"""The immutable snapshot frontends read, and how it is built from the partitions' results."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
-from discobridge.model import Endpoint, Service, SourceName, SourceResult
-from discobridge.render.dns import DnsAnswers
-from discobridge.render.eureka import EurekaDocuments, EurekaRenderer
-from discobridge.render.resolver import ResolverDocuments, ResolverRenderer
-from discobridge.render.status import StatusSections
+from discobridge.model import Endpoint, PartitionKey, PartitionResult, Service
+from discobridge.render import Renderer, ViewKey
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What every frontend serves: the services, and their answers already rendered to bytes."""
+    """What every frontend serves: the services, and their documents already rendered."""
 
     generation: int
     services: Mapping[str, Service]
     # The generation in which each service last changed: the index of a long poll on it.
     changed_at: Mapping[str, int]
     built_at: float
-    dns: DnsAnswers
-    resolver: ResolverDocuments
-    status_sections: bytes
-    eureka: EurekaDocuments
+    views: Mapping[ViewKey[Any], Any]
+
+    def view(self, key: ViewKey[T]) -> T:
+        """The documents one registered renderer made for this snapshot."""
+        return cast(T, self.views[key])
 
 
-@dataclass(frozen=True, slots=True)
-class Renderers:
-    """Turn services into a frontend's bytes; called once per snapshot, never per request."""
-
-    dns: Callable[[Mapping[str, Service], int], DnsAnswers]
-    resolver: Callable[[Mapping[str, Service], int], ResolverDocuments] = field(default_factory=ResolverRenderer)
-    status_sections: Callable[[Mapping[str, Service]], bytes] = field(default_factory=StatusSections)
-    eureka: Callable[[Mapping[str, Service], int], EurekaDocuments] = field(default_factory=EurekaRenderer)
+def merge_services(results: Mapping[PartitionKey, PartitionResult]) -> dict[str, Service]:
+    """Group every partition's endpoints by service, one per ip:port; an endpoint that names its
+    task (ECS) wins over one that does not (Cloud Map), then the first partition in key order."""
+    return ServiceMerger()(results)
 
 
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
-    """What the poller last learned about one source: when it last succeeded, and the last error."""
+class ServiceMerger:
+    """merge_services, reusing the Service of every service whose contributions did not change
+    (the same objects from the same partitions): a change to one task rebuilds one service, and
+    the renderers recognise the others by identity."""
 
-    source: SourceName
-    last_success_at: float | None = None
-    last_error: str | None = None
-    consecutive_failures: int = 0
-    endpoints: int = 0
-    warnings: tuple[str, ...] = ()
+    def __init__(self) -> None:
+        self._groups: dict[PartitionKey, tuple[tuple[Endpoint, ...], dict[str, tuple[Endpoint, ...]]]] = {}
+        self._services: dict[str, tuple[tuple[tuple[Endpoint, ...], ...], Service]] = {}
+
+    def __call__(self, results: Mapping[PartitionKey, PartitionResult]) -> dict[str, Service]:
+        contributions: dict[str, list[tuple[Endpoint, ...]]] = {}
+        groups = {}
+        for key in sorted(results):
+            endpoints = results[key].endpoints
+            known = self._groups.get(key)
+            grouped = known[1] if known is not None and known[0] is endpoints else _by_service(endpoints)
+            groups[key] = (endpoints, grouped)
+            for name, group in grouped.items():
+                contributions.setdefault(name, []).append(group)
+        services: dict[str, tuple[tuple[tuple[Endpoint, ...], ...], Service]] = {}
+        for name in sorted(contributions):
+            parts = tuple(contributions[name])
+            known_service = self._services.get(name)
+            if known_service is not None and _same_parts(known_service[0], parts):
+                services[name] = (parts, known_service[1])
+            else:
+                services[name] = (parts, _merge(name, parts))
+        self._groups, self._services = groups, services
+        return {name: service for name, (_, service) in services.items()}
+
+
+def _by_service(endpoints: tuple[Endpoint, ...]) -> dict[str, tuple[Endpoint, ...]]:
+    grouped: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        grouped.setdefault(endpoint.service, []).append(endpoint)
+    return {name: tuple(found) for name, found in grouped.items()}
+
+
+def _same_parts(old: tuple[tuple[Endpoint, ...], ...], new: tuple[tuple[Endpoint, ...], ...]) -> bool:
+    return len(old) == len(new) and all(a is b or a == b for a, b in zip(old, new, strict=True))
+
+
+def _merge(name: str, parts: tuple[tuple[Endpoint, ...], ...]) -> Service:
+    seen: dict[tuple[str, int], Endpoint] = {}
+    for group in parts:
+        for endpoint in group:
+            address = (endpoint.host_ip, endpoint.host_port)
+            known = seen.get(address)
+            if known is None or (endpoint.task_arn and not known.task_arn):
+                seen[address] = endpoint
+    return Service(name, tuple(sorted(seen.values(), key=_endpoint_order)))
 
 
 def build_snapshot(
-    results: Iterable[SourceResult],
+    results: Mapping[PartitionKey, PartitionResult],
     generation: int,
     built_at: float,
-    renderers: Renderers,
+    renderers: Sequence[Renderer[Any]],
     previous: Snapshot | None = None,
+    merger: ServiceMerger | None = None,
 ) -> Snapshot:
-    """Merge source results into services; the first source listing an ip:port wins (ECS first)."""
-    by_service: dict[str, dict[tuple[str, int], Endpoint]] = {}
-    for result in sorted(results, key=lambda r: list(SourceName).index(r.source)):
-        for endpoint in result.endpoints:
-            seen = by_service.setdefault(endpoint.service, {})
-            seen.setdefault((endpoint.host_ip, endpoint.host_port), endpoint)
-    services = {
-        name: Service(name, tuple(sorted(found.values(), key=_endpoint_order)))
-        for name, found in sorted(by_service.items())
-    }
-    frozen = MappingProxyType(services)
+    """Merge the partitions' results into services and render every registered view of them."""
+    services = MappingProxyType((merger or ServiceMerger())(results))
     changed_at = {
         name: previous.changed_at[name]
-        if previous is not None and previous.services.get(name) == service
+        if previous is not None and _unchanged(previous.services.get(name), service)
         else generation
         for name, service in services.items()
     }
     return Snapshot(
         generation=generation,
-        services=frozen,
+        services=services,
         changed_at=MappingProxyType(changed_at),
         built_at=built_at,
-        dns=renderers.dns(frozen, generation),
-        resolver=renderers.resolver(frozen, generation),
-        status_sections=renderers.status_sections(frozen),
-        eureka=renderers.eureka(frozen, generation),
+        views=MappingProxyType(
+            {
+                renderer.key: renderer(services, generation, previous.views.get(renderer.key) if previous else None)
+                for renderer in renderers
+            }
+        ),
     )
 
 
-def _endpoint_order(endpoint: Endpoint) -> tuple[tuple[int, ...] | str, int]:
-    # Numeric IPv4 order, so 10.0.0.9 sorts before 10.0.0.10.
+def _unchanged(old: Service | None, new: Service) -> bool:
+    return old is new or old == new
+
+
+def _endpoint_order(endpoint: Endpoint) -> tuple[int, tuple[int, ...], str, int]:
+    # Numeric IPv4 order, so 10.0.0.9 sorts before 10.0.0.10; IPv6 after every IPv4.
     parts = endpoint.host_ip.split(".")
-    key: tuple[int, ...] | str = (
-        tuple(int(p) for p in parts) if len(parts) == 4 and all(p.isdigit() for p in parts) else endpoint.host_ip
-    )
-    return key, endpoint.host_port
-
-
-class SnapshotStore:
-    """Holds the current snapshot; publishing swaps one reference, so readers never see a mix."""
-
-    def __init__(
-        self,
-        *,
-        sources: Iterable[SourceName],
-        renderers: Renderers,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._clock = clock
-        self._renderers = renderers
-        self._results: dict[SourceName, SourceResult] = {}
-        self._status = {s: SourceStatus(s) for s in sources}
-        # Set and replaced on every change (snapshot or source status): waiters hold the event
-        # of the state they saw.
-        self._updated = asyncio.Event()
-        self._building = asyncio.Lock()
-        self.current: Snapshot | None = None
-
-    @property
-    def generation(self) -> int:
-        return self.current.generation if self.current else 0
-
-    @property
-    def results(self) -> Mapping[SourceName, SourceResult]:
-        """Each source's last good result: what the snapshot was built from."""
-        return MappingProxyType(self._results)
-
-    @property
-    def status(self) -> Mapping[SourceName, SourceStatus]:
-        return MappingProxyType(self._status)
-
-    def age_of(self, source: SourceName) -> float | None:
-        """Seconds since `source` last refreshed successfully; None if it never has."""
-        last = self._status[source].last_success_at
-        return None if last is None else self._clock() - last
-
-    def age_s(self) -> float | None:
-        """Seconds since the oldest source's last good refresh; None before any success."""
-        times = [s.last_success_at for s in self._status.values() if s.last_success_at is not None]
-        return self._clock() - min(times) if times else None
-
-    def publish(self, result: SourceResult) -> bool:
-        """Record a good refresh; rebuild and swap the snapshot only if its endpoints changed."""
-        if not self._accept(result):
-            return False
-        self._swap(build_snapshot(*self._build_arguments()))
-        return True
-
-    async def publish_in_thread(self, result: SourceResult) -> bool:
-        """As publish(), but the snapshot is built in a worker thread, so the event loop keeps
-        answering DNS and HTTP while a large estate renders."""
-        async with self._building:  # one build at a time: renderers keep state between builds
-            previous = self._results.get(result.source)
-            if not self._accept(result):
-                return False
-            try:
-                snapshot = await asyncio.to_thread(build_snapshot, *self._build_arguments())
-            except BaseException:
-                # Not built, so not served: the next poll must not take it for "unchanged".
-                if previous is None:
-                    del self._results[result.source]
-                else:
-                    self._results[result.source] = previous
-                raise
-            self._swap(snapshot)
-            return True
-
-    def _accept(self, result: SourceResult) -> bool:
-        """Note the good refresh; True when its endpoints differ and a new snapshot is due."""
-        self._status[result.source] = SourceStatus(
-            result.source, last_success_at=result.fetched_at, endpoints=len(result.endpoints), warnings=result.warnings
-        )
-        previous = self._results.get(result.source)
-        self._results[result.source] = result
-        # As sets: sources may list the same endpoints in another order (DiscoverInstances shuffles).
-        unchanged = previous is not None and frozenset(previous.endpoints) == frozenset(result.endpoints)
-        if self.current is not None and unchanged:
-            self._notify()  # no new snapshot, but the source is fresh again
-            return False
-        return True
-
-    def _build_arguments(self) -> tuple[list[SourceResult], int, float, Renderers, Snapshot | None]:
-        # Taken on the event loop, so the worker thread sees one consistent state.
-        return list(self._results.values()), self.generation + 1, self._clock(), self._renderers, self.current
-
-    def _swap(self, snapshot: Snapshot) -> None:
-        self.current = snapshot
-        self._notify()
-
-    def record_failure(self, source: SourceName, error: str) -> None:
-        """Note a failed refresh; the source's last good result stays in the snapshot."""
-        status = self._status[source]
-        self._status[source] = replace(status, last_error=error, consecutive_failures=status.consecutive_failures + 1)
-        self._notify()
-
-    async def wait_for(self, generation: int, timeout: float | None) -> Snapshot | None:  # noqa: ASYNC109
-        """Wait until a snapshot newer than `generation` is published; None on timeout (None: never)."""
-        if await self.wait_until(lambda: self.generation > generation, timeout):
-            return self.current
-        return None
-
-    async def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:  # noqa: ASYNC109
-        """Wait until `condition()` holds after a publish or a failure; False on timeout."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    await self._updated.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def wake_waiters(self) -> None:
-        """Wake every wait_until() to check its condition again (state outside the store changed)."""
-        self._notify()
-
-    def _notify(self) -> None:
-        self._updated.set()
-        self._updated = asyncio.Event()
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        return 4, tuple(int(p) for p in parts), "", endpoint.host_port
+    return 6, (), endpoint.host_ip, endpoint.host_port

@@ -1,86 +1,193 @@
-"""The last good snapshot on disk: written atomically after each change, read at start, so a
-restarted replica answers at once (marked stale) instead of SERVFAIL until its first poll."""
+"""The snapshot file: every partition's last good result with the time AWS last confirmed it,
+and the sources' caches of immutable facts, so a restarted replica answers at once (with data of
+known age) and describes nothing it already knew.
+
+The document is JSON; times in it are wall-clock seconds, turned to and from the store's
+monotonic clock when written and read. A file of the wrong shape is logged and ignored, never
+fatal; a record of the wrong shape is skipped. Local files are written atomically (temp file,
+fsync, rename) and a failed write leaves no temp file behind.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
+from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
 
 log = structlog.get_logger(__name__)
-FORMAT = 1
+FORMAT = 2
+_ENDPOINT_TEXT = ("service", "host_ip", "az", "source", "cluster", "task_arn", "container", "container_instance",
+                  "instance_id")  # fmt: skip
+_KEY_TEXT = ("source", "account", "region", "unit", "name")
 
 
-def save(path: Path, results: Iterable[SourceResult], wall_clock: Callable[[], float] = time.time) -> None:
-    """Write every source's last good endpoints to `path` atomically (temp file, fsync, rename)."""
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What a snapshot file holds, on the reader's clock."""
+
+    partitions: dict[PartitionKey, PartitionResult] = field(default_factory=dict)
+    caches: dict[str, Any] = field(default_factory=dict)
+
+
+def encode(
+    saved: Saved, *, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time
+) -> bytes:
+    """The document for `saved`, its times turned to wall-clock seconds."""
+    offset = wall_clock() - clock()
     document = {
         "format": FORMAT,
         "written_at": wall_clock(),
-        "sources": {str(r.source): [_endpoint(e) for e in r.endpoints] for r in results},
+        "partitions": [
+            {
+                **{name: getattr(key, name) for name in _KEY_TEXT},
+                "refreshed_at": result.refreshed_at + offset,
+                "warnings": list(result.warnings),
+                "endpoints": [_endpoint(e) for e in result.endpoints],
+            }
+            for key, result in sorted(saved.partitions.items())
+        ],
+        "caches": saved.caches,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(document, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
-def load(path: Path, *, clock: Callable[[], float], wall_clock: Callable[[], float] = time.time) -> list[SourceResult]:
-    """The saved results, dated as old as the file says (on `clock`); [] if absent or unreadable."""
+def decode(
+    data: bytes,
+    *,
+    origin: str,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> Saved:
+    """Read a document written by encode(); an unusable one is logged and read as empty."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("format") != FORMAT:
-            raise ValueError(f"unknown format {document.get('format')!r}")
-        age_s = max(0.0, wall_clock() - float(document["written_at"]))
-        fetched_at = clock() - age_s
-        return [
-            SourceResult(SourceName(source), tuple(_parse(e) for e in endpoints), fetched_at)
-            for source, endpoints in document["sources"].items()
-        ]
+        document = json.loads(data)
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ValueError(f"not a discobridge snapshot of format {FORMAT}")
+        partitions = document.get("partitions")
+        if not isinstance(partitions, list):
+            raise ValueError("no list of partitions")
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        log.warning("snapshot_file_unreadable", path=origin, error=str(exc)[:200])
+        return Saved()
+    offset = clock() - wall_clock()
+    now = clock()
+    read: dict[PartitionKey, PartitionResult] = {}
+    skipped = 0
+    for raw in partitions:
+        parsed = _partition(raw, offset, now)
+        if parsed is None:
+            skipped += 1
+        else:
+            read[parsed[0]] = parsed[1]
+    if skipped:
+        log.warning("snapshot_file_records_skipped", path=origin, partitions=skipped)
+    caches = document.get("caches")
+    return Saved(read, caches if isinstance(caches, dict) else {})
+
+
+def merge(ours: Saved, theirs: Saved) -> Saved:
+    """Two replicas' files as one: per partition the fresher result, the union of the caches."""
+    partitions = dict(theirs.partitions)
+    for key, result in ours.partitions.items():
+        if key not in partitions or partitions[key].refreshed_at <= result.refreshed_at:
+            partitions[key] = result
+    caches: dict[str, Any] = {**theirs.caches}
+    for name, cache in ours.caches.items():
+        mine, other = cache, caches.get(name)
+        caches[name] = _union(other, mine) if isinstance(other, dict) and isinstance(mine, dict) else mine
+    return Saved(partitions, caches)
+
+
+def _union(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    out = dict(theirs)
+    for k, v in ours.items():
+        out[k] = _union(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def read_file(path: Path) -> bytes | None:
+    """The file's bytes; None if it does not exist or cannot be read (logged)."""
+    try:
+        return path.read_bytes()
     except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        # A damaged file must not stop the daemon: it starts empty and polls, as without one.
+        return None
+    except OSError as exc:
         log.warning("snapshot_file_unreadable", path=str(path), error=str(exc))
-        return []
+        return None
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: a temp file beside it, fsync, rename. A failed write
+    removes its temp file (a full disk must not fill up with leftovers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False)  # noqa: SIM115
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
-    return {
-        "service": endpoint.service,
-        "host_ip": endpoint.host_ip,
-        "host_port": endpoint.host_port,
-        "health": str(endpoint.health),
-        "az": endpoint.az,
-        "source": str(endpoint.source),
-        "cluster": endpoint.cluster,
-        "task_arn": endpoint.task_arn,
-        "container": endpoint.container,
-        "container_instance": endpoint.container_instance,
-        "instance_id": endpoint.instance_id,
-    }
+    fields = {name: getattr(endpoint, name) for name in _ENDPOINT_TEXT}
+    return {**fields, "host_port": endpoint.host_port, "health": str(endpoint.health)}
 
 
-def _parse(raw: Mapping[str, Any]) -> Endpoint:
-    return Endpoint(
-        service=str(raw["service"]),
-        host_ip=str(raw["host_ip"]),
-        host_port=int(raw["host_port"]),
-        health=Health(raw["health"]),
-        az=str(raw["az"]),
-        source=SourceName(raw["source"]),
-        cluster=str(raw["cluster"]),
-        task_arn=str(raw["task_arn"]),
-        container=str(raw["container"]),
-        container_instance=str(raw["container_instance"]),
-        instance_id=str(raw["instance_id"]),
+def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, PartitionResult] | None:
+    if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) and raw.get(k) for k in _KEY_TEXT):
+        return None
+    refreshed_at, warnings, endpoints = raw.get("refreshed_at"), raw.get("warnings"), raw.get("endpoints")
+    if not isinstance(refreshed_at, int | float) or isinstance(refreshed_at, bool):
+        return None
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return None
+    if not isinstance(endpoints, list):
+        return None
+    parsed = [_parse_endpoint(e) for e in endpoints]
+    if any(e is None for e in parsed):
+        return None  # a damaged partition is dropped whole: no partial data is served
+    key = PartitionKey(**{k: raw[k] for k in _KEY_TEXT})
+    # Never in the future: a clock that went back must not make old data look fresh.
+    result = PartitionResult(
+        tuple(e for e in parsed if e is not None), min(now, refreshed_at + offset), tuple(warnings)
     )
+    return key, result
+
+
+def _parse_endpoint(raw: Any) -> Endpoint | None:
+    if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) for k in _ENDPOINT_TEXT):
+        return None
+    port, health = raw.get("host_port"), raw.get("health")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536 or health not in set(Health):
+        return None
+    return Endpoint(**{k: raw[k] for k in _ENDPOINT_TEXT}, host_port=port, health=Health(health))
+
+
+class LocalSnapshot:
+    """The snapshot file on a local disk (disk I/O runs in a worker thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+
+    async def read(self) -> bytes | None:
+        return await asyncio.to_thread(read_file, self.path)
+
+    async def write(self, saved: Saved) -> None:
+        await asyncio.to_thread(lambda: write_file(self.path, encode(saved)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import dns.asyncquery
@@ -18,9 +19,13 @@ from discobridge.config import parse_config
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName
-from discobridge.sources.cloudmap import CloudMapSource
+from discobridge.model import Endpoint, Health
+from discobridge.sources.cloudmap.source import CloudMapSource
 from tests.conftest import daemon_get, make_config
+from tests.helpers import partition
+
+CORP, TYPO = partition("corp.local", source="cloudmap"), partition("typo.local", source="cloudmap")
+TYPO_MISSING = "Cloud Map namespace 'typo.local' does not exist in local/us-east-1"
 
 
 def attrs(ip: str, port: str | None = "8080", az: str = "us-east-1a") -> dict[str, str]:
@@ -56,8 +61,12 @@ async def test_services_health_skips_and_pages(estate: Estate, aws: tuple[AwsCli
     for n in range(3):  # more services than one page of 2
         estate.cloudmap_instance(namespace, f"svc-{n}", f"s-{n}", attrs(f"10.0.8.{n}", "7000"))
 
-    source = CloudMapSource(aws=clients, namespaces=["corp.local"], metrics=metrics, page_size=2)
-    found = by_address(await source.refresh())
+    source = CloudMapSource(
+        aws=clients, account="local", region="us-east-1", namespaces=["corp.local"], metrics=metrics, page_size=2
+    )
+    (corp,) = source.known()
+    refreshed = await corp.refresh()
+    found = by_address(refreshed.endpoints)
     assert found == {
         "10.0.9.1:8080": ("billing", Health.HEALTHY, "us-east-1a"),
         "10.0.9.2:8081": ("billing", Health.HEALTHY, "us-east-1b"),
@@ -67,23 +76,31 @@ async def test_services_health_skips_and_pages(estate: Estate, aws: tuple[AwsCli
         "10.0.8.1:7000": ("svc-1", Health.HEALTHY, "us-east-1a"),
         "10.0.8.2:7000": ("svc-2", Health.HEALTHY, "us-east-1a"),
     }
-    assert source.warnings == ()
+    assert refreshed.warnings == ()
+    # DiscoverInstances answers in random order; the partition's order is stable, so an
+    # unchanged namespace is an equal result and no new snapshot.
+    for _ in range(3):
+        assert (await corp.refresh()).endpoints == refreshed.endpoints
     sample = metrics.registry.get_sample_value
-    assert sample("discobridge_source_skipped_records_total", {"source": "cloudmap", "reason": "no_port"}) == 1
-    # 5 services in pages of 2 take 3 ListServices calls; one DiscoverInstances per service.
-    assert sample("discobridge_aws_calls_total", {"operation": "ListServices", "outcome": "ok"}) == 3
-    assert sample("discobridge_aws_calls_total", {"operation": "DiscoverInstances", "outcome": "ok"}) == 5
+    assert sample("discobridge_source_skipped_records_total", {"source": "cloudmap", "reason": "no_port"}) == 4
+    # Per refresh (4 of them): 5 services in pages of 2 take 3 ListServices calls; one
+    # DiscoverInstances per service.
+    assert sample("discobridge_aws_calls_total", {"operation": "ListServices", "outcome": "ok"}) == 3 * 4
+    assert sample("discobridge_aws_calls_total", {"operation": "DiscoverInstances", "outcome": "ok"}) == 5 * 4
 
 
 async def test_missing_namespace_is_reported_not_fatal(estate: Estate, aws: tuple[AwsClients, Metrics]) -> None:
     clients, metrics = aws
     namespace = estate.namespace("corp.local")
     estate.cloudmap_instance(namespace, "billing", "b-1", attrs("10.0.9.1"))
-    source = CloudMapSource(aws=clients, namespaces=["corp.local", "typo.local"], metrics=metrics)
+    source = CloudMapSource(
+        aws=clients, account="local", region="us-east-1", namespaces=["corp.local", "typo.local"], metrics=metrics
+    )
+    corp, typo = source.known()
     with capture_logs() as logs:
-        assert list(by_address(await source.refresh())) == ["10.0.9.1:8080"]
-        await source.refresh()
-    assert source.warnings == ("Cloud Map namespace 'typo.local' does not exist",)
+        assert list(by_address((await corp.refresh()).endpoints)) == ["10.0.9.1:8080"]
+        assert await typo.refresh() == await typo.refresh()
+    assert (await typo.refresh()).warnings == (TYPO_MISSING,)
     errors = [e for e in logs if e["event"] == "cloudmap_namespace_not_found"]
     assert len(errors) == 1 and errors[0]["log_level"] == "error"  # once, not once per poll
 
@@ -105,12 +122,9 @@ async def daemon(fake_aws: FakeAws, estate: Estate, aio_session: AioSession) -> 
     config = make_config(fake_aws.url, cloudmap={"namespaces": ["corp.local", "typo.local"], "poll_interval_s": 0.05})
     async with Daemon(config, session=aio_session, aws_options={"max_attempts": 1}) as running:
         await running.serve()
-        assert await running.store.wait_until(lambda: _both_polled(running), timeout=10)
+        # The first snapshot waits for every partition: ECS's cluster and both namespaces.
+        assert await running.store.wait_for(0, timeout=10) is not None
         yield running
-
-
-def _both_polled(daemon: Daemon) -> bool:
-    return all(s.last_success_at is not None for s in daemon.store.status.values())
 
 
 async def test_merge_with_ecs_dedupes_and_failures_keep_the_last_good_result(daemon: Daemon, fake_aws: FakeAws) -> None:
@@ -119,8 +133,8 @@ async def test_merge_with_ecs_dedupes_and_failures_keep_the_last_good_result(dae
     billing = snapshot.services["billing"].endpoints
     assert len(billing) == 2  # the ECS task once (ECS wins on details), plus the VM
     sources = {e.source for e in billing}
-    assert sources == {SourceName.ECS, SourceName.CLOUDMAP}
-    ecs = next(e for e in billing if e.source is SourceName.ECS)
+    assert sources == {"ecs", "cloudmap"}
+    ecs = next(e for e in billing if e.source == "ecs")
     assert ecs.cluster == "prod" and ecs.task_arn
 
     assert daemon.http.address is not None
@@ -128,13 +142,17 @@ async def test_merge_with_ecs_dedupes_and_failures_keep_the_last_good_result(dae
     async with aiohttp.ClientSession() as client, client.get(url) as response:
         health = await response.json()
     assert response.status == 200  # the data is fresh; the missing namespace is a warning
-    assert health["sources"]["cloudmap"]["warnings"] == ["Cloud Map namespace 'typo.local' does not exist"]
+    assert health["partitions"][TYPO.id]["warnings"] == [TYPO_MISSING]
 
     fake_aws.faults.fail("DiscoverInstances", code="RequestLimitExceeded", status=400)
-    status = daemon.store.status
-    assert await daemon.store.wait_until(lambda: status[SourceName.CLOUDMAP].consecutive_failures >= 2, timeout=10)
+
+    def attempts() -> Any:
+        return daemon.store.partitions[CORP].attempts
+
+    assert await daemon.store.wait_until(lambda: attempts().consecutive_failures >= 2, timeout=10)
     assert daemon.store.current is snapshot  # the last good Cloud Map result is still served
-    assert "RequestLimitExceeded" in str(status[SourceName.CLOUDMAP].last_error)
+    assert str(attempts().last_error).startswith("cloudmap namespace corp.local in local/us-east-1: ")
+    assert "RequestLimitExceeded" in str(attempts().last_error)
 
 
 async def test_the_merged_estate_through_dns_http_and_eureka(daemon: Daemon) -> None:

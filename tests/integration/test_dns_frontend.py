@@ -19,25 +19,17 @@ from discobridge.config import HostPort
 from discobridge.frontends import udp_batch
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.snapshot import SnapshotStore
-from tests.conftest import renderers
+from discobridge.model import Endpoint, Health
+from discobridge.store import SnapshotStore
+from tests.helpers import endpoint as make_endpoint
+from tests.helpers import make_store, publish
 
 ZONE = "disco.test"
 TTL = 7
 
 
 def endpoint(service: str, n: int, health: Health = Health.HEALTHY, cluster: str = "prod", port: int = 0) -> Endpoint:
-    return Endpoint(
-        service=service,
-        host_ip=f"10.0.{n // 250}.{n % 250 + 1}",
-        host_port=port or 32768 + n,
-        health=health,
-        az="us-east-1a",
-        source=SourceName.ECS,
-        cluster=cluster,
-        task_arn=f"arn:aws:ecs:us-east-1:1:task/{cluster}/{n:032x}",
-    )
+    return make_endpoint(service, n, health=health, cluster=cluster, **({"host_port": port} if port else {}))
 
 
 ESTATE = (
@@ -63,7 +55,7 @@ class Dns:
         self.port = frontend.addresses[0].port
 
     def publish(self, endpoints: Sequence[Endpoint]) -> None:
-        self.store.publish(SourceResult(SourceName.ECS, tuple(endpoints), 0.0))
+        publish(self.store, endpoints)
 
     async def udp(self, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
         query = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
@@ -78,7 +70,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Dns]:
     if request.param and not udp_batch.available():
         pytest.skip("recvmmsg/sendmmsg are Linux-only")
     metrics = Metrics.create()
-    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers(ZONE, TTL))
+    store = make_store(zone=ZONE, ttl_s=TTL)
     frontend = DnsFrontend(
         store=store,
         metrics=metrics,

@@ -22,9 +22,7 @@ from hypothesis import strategies as st
 from discobridge.config import HostPort
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.snapshot import SnapshotStore
-from tests.conftest import renderers
+from tests.helpers import endpoint, make_store, publish
 
 ZONE = "fuzz.test"
 NAMES = [f"orders.{ZONE}", f"_orders._tcp.{ZONE}", f"orders.prod.{ZONE}", ZONE, f"nope.{ZONE}", "example.com"]
@@ -58,12 +56,8 @@ def packet(draw: st.DrawFn) -> bytes:
 
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
-    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers(ZONE))
-    endpoints = tuple(
-        Endpoint("orders", f"10.0.0.{n}", 32000 + n, Health.HEALTHY, "us-east-1a", SourceName.ECS, cluster="prod")
-        for n in range(1, 6)
-    )
-    store.publish(SourceResult(SourceName.ECS, endpoints, 0.0))
+    store = make_store(zone=ZONE)
+    publish(store, (endpoint("orders", n) for n in range(1, 6)))
     frontend = DnsFrontend(store=store, metrics=Metrics.create(), listen=[HostPort("127.0.0.1", 0)])
     await frontend.start()
     yield frontend.addresses[0].port

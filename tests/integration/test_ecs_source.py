@@ -186,8 +186,10 @@ async def test_failing_call_after_good_poll_keeps_last_good_snapshot(
     assert await daemon.refresh_all() is False
     assert daemon.store.current is snapshot
     assert daemon.store.current.services["orders"].endpoints == good  # type: ignore[union-attr]
-    status = daemon.store.status[next(iter(daemon.store.status))]
-    assert status.last_error is not None and operation in status.last_error and "ServerException" in status.last_error
+    errors = [s.attempts.last_error for s in daemon.store.partitions.values()]
+    errors += [a.last_error for a in daemon.store.listings.values()]
+    error = next(e for e in errors if e)
+    assert operation in error and "ServerException" in error
 
     fake_aws.faults.clear()
     assert len(await endpoints_of(daemon, "orders")) == 2

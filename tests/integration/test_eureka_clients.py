@@ -176,8 +176,10 @@ async def test_clients_resolve_the_estate_and_follow_changes(
 
         # AWS failing for several polls: apps and apps/delta stay 200 with the last good registry.
         fake_aws.faults.fail("ListTasks", code="ServerException", status=500)
-        failures = daemon.store.status
-        assert await daemon.store.wait_until(lambda: max(s.consecutive_failures for s in failures.values()) >= 3, 10)
+        partitions = daemon.store
+        assert await partitions.wait_until(
+            lambda: max(s.attempts.consecutive_failures for s in partitions.partitions.values()) >= 3, 10
+        )
         for path in ("/eureka/apps/", "/eureka/apps/delta", "/eureka/v2/apps/"):
             status, body = await get(daemon, path)
             assert status == 200 and body["applications"]["apps__hashcode"] == "DOWN_1_UP_2_"  # type: ignore[index]

@@ -17,11 +17,12 @@ from multidict import CIMultiDictProxy
 from discobridge.config import HostPort
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.render.dns import DnsRenderer
-from discobridge.render.eureka import EurekaPaths, EurekaRenderer
-from discobridge.snapshot import Renderers, SnapshotStore
+from discobridge.model import Endpoint, Health
+from discobridge.render.eureka import EurekaRenderer
+from discobridge.render.eureka_wire import EurekaPaths
+from discobridge.store import SnapshotStore
 from tests.conftest import make_config
+from tests.helpers import endpoint, make_store, publish
 
 WALL = 1_764_230_400.0  # a fixed wall clock, so documents and golden files are repeatable
 KNOWN_INSTANCE_KEYS = {
@@ -34,10 +35,7 @@ STATUSES = {"UP", "DOWN", "STARTING", "OUT_OF_SERVICE", "UNKNOWN"}
 
 
 def ep(service: str, ip: str, port: int, health: Health = Health.HEALTHY, az: str = "us-east-1a") -> Endpoint:
-    return Endpoint(
-        service, ip, port, health, az, SourceName.ECS, cluster="prod",
-        task_arn=f"arn:aws:ecs:us-east-1:123456789012:task/prod/{port:032x}", container="web",
-    )  # fmt: skip
+    return endpoint(service, port, host_ip=ip, host_port=port, health=health, az=az)
 
 
 ESTATE = (
@@ -57,7 +55,7 @@ class Eureka:
         self.base = f"http://127.0.0.1:{frontend.address.port}"
 
     def publish(self, endpoints: tuple[Endpoint, ...]) -> None:
-        self.store.publish(SourceResult(SourceName.ECS, endpoints, 0.0))
+        publish(self.store, endpoints)
 
     async def request(self, method: str, path: str, **headers: str) -> tuple[int, CIMultiDictProxy[str], bytes]:
         # aiohttp asks for gzip unless told otherwise; most tests want the plain body.
@@ -83,10 +81,8 @@ async def eureka() -> AsyncIterator[Eureka]:
     def wall() -> float:
         return handle[0].wall if handle else WALL
 
-    renderers = Renderers(
-        dns=DnsRenderer(zone="disco.test", ttl_s=5), eureka=EurekaRenderer(paths=EurekaPaths(), wall_clock=wall)
-    )
-    store, metrics = SnapshotStore(sources=[SourceName.ECS], renderers=renderers), Metrics.create()
+    store = make_store(eureka=EurekaRenderer(paths=EurekaPaths(), wall_clock=wall))
+    metrics = Metrics.create()
     app = make_app(store=store, metrics=metrics, config=make_config("http://127.0.0.1:1"), wall_clock=wall)
     frontend = HttpFrontend(app=app, listen=HostPort("127.0.0.1", 0))
     await frontend.start()

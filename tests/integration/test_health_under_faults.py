@@ -11,16 +11,8 @@ from aiobotocore.session import AioSession
 from discobridge.app import Daemon
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
-from discobridge.model import SourceName
 from tests.conftest import make_config
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import PROD, FakeClock
 
 
 @pytest.fixture
@@ -48,10 +40,12 @@ async def test_healthz_turns_503_when_polls_fail_past_max_staleness_and_200_afte
 ) -> None:
     running, clock = daemon
     assert (await healthz(running))[0] == 200
-    status = running.store.status
+
+    def failures() -> int:
+        return running.store.partitions[PROD].attempts.consecutive_failures
 
     fake_aws.faults.fail("ListTasks", code="ThrottlingException", status=400, message="Rate exceeded")
-    assert await running.store.wait_until(lambda: status[SourceName.ECS].consecutive_failures >= 2, timeout=10)
+    assert await running.store.wait_until(lambda: failures() >= 2, timeout=10)
     clock.now += 30  # failing, but not yet stale: still serving the last good data
     assert (await healthz(running))[0] == 200
     clock.now += 31
@@ -61,6 +55,6 @@ async def test_healthz_turns_503_when_polls_fail_past_max_staleness_and_200_afte
     assert snapshot is not None and len(snapshot.services["orders"].endpoints) == 2  # nothing removed
 
     fake_aws.faults.clear()
-    assert await running.store.wait_until(lambda: status[SourceName.ECS].consecutive_failures == 0, timeout=10)
+    assert await running.store.wait_until(lambda: failures() == 0, timeout=10)
     code, body = await healthz(running)
     assert code == 200 and body["status"] == "ok"

@@ -13,23 +13,16 @@ from multidict import CIMultiDict
 from discobridge.config import HostPort
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
-from discobridge.snapshot import SnapshotStore
-from tests.conftest import make_config, renderers
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from discobridge.model import Endpoint, Health
+from discobridge.store import SnapshotStore
+from tests.conftest import make_config
+from tests.helpers import PROD, FakeClock, endpoint, make_store, publish
 
 
 def ep(service: str, n: int, health: Health = Health.HEALTHY, cluster: str = "prod") -> Endpoint:
-    return Endpoint(
-        service, f"10.0.0.{n}", 32000 + n, health, f"us-east-1{'ab'[n % 2]}", SourceName.ECS,
-        cluster=cluster, task_arn=f"arn:aws:ecs:us-east-1:1:task/{cluster}/t{n}", container="web",
+    return endpoint(
+        service, n, host_ip=f"10.0.0.{n}", host_port=32000 + n, health=health, az=f"us-east-1{'ab'[n % 2]}",
+        cluster=cluster, task_arn=f"arn:aws:ecs:us-east-1:1:task/{cluster}/t{n}",
     )  # fmt: skip
 
 
@@ -51,7 +44,7 @@ class Http:
         self.client = aiohttp.ClientSession()
 
     def publish(self, endpoints: Sequence[Endpoint]) -> None:
-        self.store.publish(SourceResult(SourceName.ECS, tuple(endpoints), self.clock.now))
+        publish(self.store, endpoints)
 
     async def get(self, path: str, **headers: str) -> tuple[int, CIMultiDict[str], bytes]:
         async with self.client.get(self.base + path, headers=headers) as response:
@@ -68,7 +61,7 @@ class Http:
 @pytest.fixture
 async def http() -> AsyncIterator[Http]:
     clock, metrics = FakeClock(), Metrics.create()
-    store = SnapshotStore(sources=[SourceName.ECS], renderers=renderers(), clock=clock)
+    store = make_store(clock=clock)
     config = make_config("http://127.0.0.1:1", health={"max_staleness_s": 30})
     frontend = HttpFrontend(app=make_app(store=store, metrics=metrics, config=config), listen=HostPort("127.0.0.1", 0))
     await frontend.start()
@@ -90,6 +83,7 @@ async def test_before_the_first_snapshot_everything_is_503_with_a_reason(http: H
     for path in ("/v1/services", "/v1/services/orders", "/v1/resolve/orders", "/healthz"):
         body = await http.json(path, status=503)
         assert "first poll" in str(body.get("error") or body.get("reason"))
+        assert "ecs cluster prod in local/us-east-1" in str(body.get("error") or body.get("reason"))
     status, _, page = await http.get("/")
     assert status == 200 and b"Waiting for the first poll" in page
 
@@ -173,13 +167,17 @@ async def test_long_poll_times_out_with_the_same_index_and_answers_at_once_when_
 async def test_healthz_tracks_staleness_and_shutdown(served: Http) -> None:
     body = await served.json("/healthz")
     assert body["status"] == "ok" and body["age_s"] == 0.0
-    assert body["sources"] == {
-        "ecs": {"age_s": 0.0, "endpoints": 6, "consecutive_failures": 0, "last_error": None, "warnings": []}
-    }
-    served.store.record_failure(SourceName.ECS, "ListTasks failed: ThrottlingException: Rate exceeded")
+    assert body["partitions"] == {
+        "ecs/local/us-east-1/prod": {
+            "partition": "ecs cluster prod in local/us-east-1", "age_s": 0.0, "endpoints": 6,
+            "consecutive_failures": 0, "last_error": None, "warnings": [],
+        }
+    }  # fmt: skip
+    served.store.record_failure(PROD, "ecs cluster prod in local/us-east-1: ListTasks failed: ThrottlingException")
     served.clock.now += 31
     stale = await served.json("/healthz", status=503)
     assert "31.0 s old" in str(stale["reason"]) and "ThrottlingException" in str(stale["reason"])
+    assert str(stale["reason"]).startswith("ecs cluster prod in local/us-east-1: data is 31.0 s old")
     served.publish(ESTATE)
     assert (await served.json("/healthz"))["status"] == "ok"
     served.frontend.begin_shutdown()

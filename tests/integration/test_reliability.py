@@ -17,18 +17,10 @@ from aiobotocore.session import AioSession
 from discobridge.app import Daemon
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
-from discobridge.model import SourceName
 from tests.conftest import daemon_get, make_config
+from tests.helpers import PROD, FakeClock
 
 MAX_STALENESS = 60.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Running:
@@ -39,19 +31,22 @@ class Running:
 
     @property
     def status(self) -> Any:
-        return self.daemon.store.status[SourceName.ECS]
+        return self.daemon.store.partitions[PROD].attempts
 
     async def failures(self, at_least: int) -> None:
         assert await self.daemon.store.wait_until(lambda: self.status.consecutive_failures >= at_least, 10)
 
     async def refreshes(self, count: int) -> None:
-        """Wait for `count` more successful refreshes of ECS."""
+        """Wait for `count` more successful refreshes of the ECS partitions."""
         sample = self.daemon.metrics.registry.get_sample_value
-        labels = {"source": "ecs", "outcome": "ok"}
-        target = (sample("discobridge_source_refreshes_total", labels) or 0) + count
-        assert await self.daemon.store.wait_until(
-            lambda: (sample("discobridge_source_refreshes_total", labels) or 0) >= target, 20
-        )
+
+        def done() -> float:
+            keys = [k for k in self.daemon.store.partitions if k.source == "ecs"]
+            labels = [{"source": "ecs", "partition": k.id, "outcome": "ok"} for k in keys]
+            return sum(sample("discobridge_source_refreshes_total", label) or 0 for label in labels)
+
+        target = done() + count
+        assert await self.daemon.store.wait_until(lambda: done() >= target, 20)
 
     def addresses(self, service: str = "orders") -> list[str]:
         snapshot = self.daemon.store.current
@@ -182,10 +177,11 @@ async def test_a_quiet_estate_of_500_tasks_costs_no_describe_calls(
         await daemon.serve()
         assert await daemon.store.wait_for(0, timeout=20) is not None
         assert len(daemon.store.current.services["worker"].endpoints) == 500  # type: ignore[union-attr]
-        fake_aws.faults.calls.clear()
         running = Running(daemon, FakeClock(), estate)
+        await running.refreshes(1)  # counted between two completed polls: none is half-way
+        before = dict(fake_aws.faults.calls)
         await running.refreshes(3)
-        calls = dict(fake_aws.faults.calls)
+        calls = {op: n - before.get(op, 0) for op, n in fake_aws.faults.calls.items() if n != before.get(op, 0)}
     assert (
         "DescribeTasks" not in calls and "DescribeInstances" not in calls and "DescribeContainerInstances" not in calls
     )
@@ -198,8 +194,8 @@ async def test_startup_with_aws_down_serves_servfail_and_503_then_recovers(aio_s
     port = reserve_port()  # nothing listens there yet
     async with await start(f"http://127.0.0.1:{port}", aio_session, FakeClock()) as daemon:
         await daemon.serve()
-        assert await daemon.store.wait_until(lambda: daemon.store.status[SourceName.ECS].consecutive_failures >= 2, 10)
-        failures = daemon.store.status[SourceName.ECS]
+        assert await daemon.store.wait_until(lambda: daemon.store.listings[PROD.scope].consecutive_failures >= 2, 10)
+        failures = daemon.store.listings[PROD.scope]
         query = dns.message.make_query(f"orders.{daemon.config.dns.zone}", "A")
         reply = await dns.asyncquery.udp(query, "127.0.0.1", port=daemon.dns.addresses[0].port, timeout=2)
         assert reply.rcode() == dns.rcode.SERVFAIL and failures.last_error is not None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discobridge.model import Endpoint, Health, SourceName
-from discobridge.sources.cloudmap import parse_instance
+from discobridge.model import Endpoint, Health
+from discobridge.sources.cloudmap.parse import parse_instance
 
 BASE = {"AWS_INSTANCE_IPV4": "10.0.9.1", "AWS_INSTANCE_PORT": "32768", "AVAILABILITY_ZONE": "us-east-1b"}
 
@@ -29,7 +29,7 @@ def test_parse_instance(attributes: dict[str, str], health: str | None, expected
     parsed = parse_instance("Legacy_Billing", instance)
     if isinstance(parsed, Endpoint):
         assert (parsed.address, parsed.health) == expected
-        assert parsed.service == "legacy-billing" and parsed.source is SourceName.CLOUDMAP
+        assert parsed.service == "legacy-billing" and parsed.source == "cloudmap"
         assert parsed.az == "us-east-1b"
     else:
         assert parsed == expected

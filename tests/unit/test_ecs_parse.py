@@ -9,11 +9,21 @@ from typing import Any
 
 import pytest
 
-from discobridge.model import Endpoint, Health, SourceName
-from discobridge.sources.ecs_parse import HostInfo, parse_task
+from discobridge.model import Endpoint, Health
+from discobridge.sources.ecs.parse import HostInfo, definition_facts, task_facts
+from discobridge.sources.ecs.parse import parse_task as parse_facts
 from tests.conftest import ROOT
 
 HOST = HostInfo(instance_id="i-0abc", private_ip="10.0.1.17", az="us-east-1a")
+
+
+def parse_task(
+    task: dict[str, Any], definition: dict[str, Any], host: HostInfo | None, draining: bool
+) -> Endpoint | str | None:
+    """DescribeTasks and DescribeTaskDefinition JSON, reduced to facts as the source keeps them, then mapped."""
+    facts = task_facts(task)
+    assert facts is not None
+    return parse_facts(facts, definition_facts(definition), host, draining)
 
 
 def recorded(mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -29,7 +39,7 @@ def test_bridge_task_publishes_host_ip_and_first_tcp_host_port() -> None:
         host_port=49161,
         health=Health.HEALTHY,
         az="us-east-1b",  # the task's own AZ wins over the host's
-        source=SourceName.ECS,
+        source="ecs",
         cluster="prod",
         task_arn=task["taskArn"],
         container="web",

@@ -19,12 +19,16 @@ ALLOWED: dict[str, set[str]] = {
     "logs": set(),
     "aws": {"config", "metrics", "aws_budget"},
     "aws_budget": set(),
+    "readiness": set(),
     "snapshot_file": {"model"},
+    "snapshot_s3": {"aws", "snapshot_file"},
+    "snapshot_saver": {"snapshot_file", "store"},
     "sources": {"model", "config", "aws", "metrics", "sources"},
     "render": {"model", "render"},
     "snapshot": {"model", "render"},
-    "poller": {"model", "snapshot", "sources.base", "metrics"},
-    "frontends": {"snapshot", "model", "metrics", "render", "config", "frontends"},
+    "store": {"model", "render", "snapshot", "readiness"},
+    "poller": {"model", "store", "sources.base", "metrics"},
+    "frontends": {"snapshot", "store", "model", "metrics", "render", "config", "frontends"},
 }
 
 
@@ -65,6 +69,6 @@ def test_nothing_imports_the_composition_root_but_the_cli() -> None:
 
 def test_frontends_and_renderers_never_import_aws_code() -> None:
     for path in PACKAGE.rglob("*.py"):
-        if layer_of(path) in ("frontends", "render", "snapshot"):
+        if layer_of(path) in ("frontends", "render", "snapshot", "store"):
             text = path.read_text()
             assert "aiobotocore" not in text and "botocore" not in text, path

@@ -1,118 +1,169 @@
-"""Poller: publishes good refreshes, keeps the last good result on failure, backs off with jitter."""
+"""Pollers: a partition's good refreshes reach the store, failures keep its last good result and
+back off with jitter, and a source's listing starts and stops partition loops."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from structlog.testing import capture_logs
 
 from discobridge.metrics import Metrics
-from discobridge.model import Endpoint, Health, SourceName
-from discobridge.poller import Poller
+from discobridge.model import Endpoint, PartitionKey, Service, scope_id
+from discobridge.poller import PartitionPoller, SourcePoller, delay_after
 from discobridge.render.dns import DnsRenderer
-from discobridge.snapshot import Renderers, SnapshotStore
-from tests.conftest import renderers
+from discobridge.sources.base import Progress, Refreshed
+from discobridge.store import SnapshotStore
+from tests.helpers import PROD, endpoint, make_store, partition, renderers
 
-GOOD = (Endpoint("orders", "10.0.0.1", 32768, Health.HEALTHY, "us-east-1a", SourceName.ECS),)
+GOOD = (endpoint("orders", 1),)
 
 
-class ScriptedSource:
-    """Returns or raises the next scripted outcome on each refresh."""
+class ScriptedPartition:
+    """Returns or raises the next scripted outcome on each refresh; an int outcome is progress
+    made before failing."""
 
-    name = SourceName.ECS
-    warnings: tuple[str, ...] = ()
-
-    def __init__(self, *outcomes: tuple[Endpoint, ...] | BaseException | float) -> None:
+    def __init__(self, *outcomes: tuple[Endpoint, ...] | BaseException | int, key: PartitionKey = PROD) -> None:
+        self.key = key
+        self.progress = Progress()
         self._outcomes = list(outcomes)
         self.used_up = asyncio.Event()
 
-    async def refresh(self) -> tuple[Endpoint, ...]:
+    async def refresh(self) -> Refreshed:
         outcome = self._outcomes.pop(0)
         if not self._outcomes:
             self.used_up.set()
+        if isinstance(outcome, int):
+            self.progress.add(outcome)
+            raise RuntimeError("DescribeTaskDefinition failed: ThrottlingException (after progress)")
         if isinstance(outcome, BaseException):
             raise outcome
-        if isinstance(outcome, float):
-            await asyncio.sleep(outcome)  # a hung AWS call, cut short by the poller's timeout
-            return ()
-        return outcome
+        return Refreshed(outcome)
 
 
-def make(source: ScriptedSource, **kw: float) -> tuple[Poller, SnapshotStore, Metrics]:
-    store, metrics = SnapshotStore(sources=[SourceName.ECS], renderers=renderers()), Metrics.create()
-    poller = Poller(source=source, store=store, metrics=metrics, interval_s=10.0, jitter=lambda lo, hi: hi, **kw)
+def make(partition: ScriptedPartition, **store_options: Any) -> tuple[PartitionPoller, Any, Metrics]:
+    store, metrics = make_store(**store_options), Metrics.create()
+    poller = PartitionPoller(
+        partition=partition, store=store, metrics=metrics, interval_s=10.0, jitter=lambda lo, hi: hi
+    )
     return poller, store, metrics
 
 
-async def test_failure_after_good_refresh_keeps_snapshot_and_logs_staleness() -> None:
-    poller, store, metrics = make(ScriptedSource(GOOD, RuntimeError("DescribeTasks failed: ServerException"), GOOD))
+async def test_failure_after_good_refresh_keeps_snapshot_and_logs_staleness_naming_the_partition() -> None:
+    poller, store, metrics = make(ScriptedPartition(GOOD, RuntimeError("DescribeTasks failed: ServerException"), GOOD))
     assert await poller.refresh_once() is True
     good = store.current
     with capture_logs() as logs:
         assert await poller.refresh_once() is False
     assert store.current is good
     failed = [e for e in logs if e["event"] == "source_refresh_failed"]
-    assert failed and failed[0]["source"] == SourceName.ECS and "ServerException" in failed[0]["error"]
-    assert failed[0]["stale_s"] is not None and failed[0]["log_level"] == "warning"
+    assert failed and failed[0]["partition"] == "ecs/local/us-east-1/prod" and failed[0]["log_level"] == "warning"
+    assert failed[0]["error"] == "ecs cluster prod in local/us-east-1: DescribeTasks failed: ServerException"
+    assert failed[0]["stale_s"] is not None
     assert await poller.refresh_once() is True
     assert store.current is good  # same endpoints: same generation
     sample = metrics.registry.get_sample_value
-    assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "failed"}) == 1
-    assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "ok"}) == 2
-    assert sample("discobridge_snapshot_generation") == 1
+    labels = {"source": "ecs", "partition": "ecs/local/us-east-1/prod"}
+    assert sample("discobridge_source_refreshes_total", {**labels, "outcome": "failed"}) == 1
+    assert sample("discobridge_source_refreshes_total", {**labels, "outcome": "ok"}) == 2
 
 
-async def test_hung_refresh_times_out_as_a_failure() -> None:
-    poller, store, _ = make(ScriptedSource(30.0), timeout_s=0.01)
-    assert await poller.refresh_once() is False
-    assert store.status[SourceName.ECS].last_error == "refresh took longer than 0.01 s"
+async def test_a_failure_that_made_progress_is_not_counted_as_failing() -> None:
+    poller, store, _ = make(ScriptedPartition(3, RuntimeError("AccessDeniedException"), 0))
+    with capture_logs():
+        await poller.refresh_once()
+        assert store.partitions[PROD].attempts.failing_since is None  # learned 3 things: still starting
+        await poller.refresh_once()
+        since = store.partitions[PROD].attempts.failing_since
+        assert since is not None  # learned nothing: failing from now on
+        await poller.refresh_once()
+    assert store.partitions[PROD].attempts.failing_since == since
+    assert store.partitions[PROD].attempts.consecutive_failures == 3
 
 
 def test_delay_is_interval_with_jitter_then_exponential_backoff_capped_at_interval() -> None:
-    poller, _, _ = make(ScriptedSource())
-    assert poller.delay_after(0) == 11.0  # upper jitter bound: interval * 1.1
-    assert [poller.delay_after(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    high = lambda lo, hi: hi  # noqa: E731
+    assert delay_after(10.0, 0, high) == 11.0  # upper jitter bound: interval * 1.1
+    assert [delay_after(10.0, n, high) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
 
 async def test_run_refreshes_again_after_a_failure_until_cancelled() -> None:
-    source = ScriptedSource(GOOD, RuntimeError("boom"), GOOD, GOOD)
-    store, metrics = SnapshotStore(sources=[SourceName.ECS], renderers=renderers()), Metrics.create()
-    poller = Poller(source=source, store=store, metrics=metrics, interval_s=0.001)
-    task = asyncio.create_task(poller.run())
-    await asyncio.wait_for(source.used_up.wait(), timeout=5)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    scripted = ScriptedPartition(GOOD, RuntimeError("boom"), GOOD, GOOD)
+    store, metrics = make_store(), Metrics.create()
+    poller = PartitionPoller(partition=scripted, store=store, metrics=metrics, interval_s=0.001)
+    with capture_logs():
+        task = asyncio.create_task(poller.run())
+        await asyncio.wait_for(scripted.used_up.wait(), timeout=5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
     sample = metrics.registry.get_sample_value
-    assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "failed"}) == 1
-    assert sample("discobridge_source_refreshes_total", {"source": "ecs", "outcome": "ok"}) >= 2
+    labels = {"source": "ecs", "partition": PROD.id}
+    assert sample("discobridge_source_refreshes_total", {**labels, "outcome": "failed"}) == 1
+    assert (sample("discobridge_source_refreshes_total", {**labels, "outcome": "ok"}) or 0) >= 2
 
 
-class BrokenDnsRenderer:
+class BrokenDnsRenderer(DnsRenderer):
     """Fails to render one service, as a renderer bug would."""
 
-    def __init__(self) -> None:
-        self._real = DnsRenderer(zone="disco.test", ttl_s=5)
-
-    def __call__(self, services: Any, generation: int) -> Any:
+    def __call__(self, services: Mapping[str, Service], generation: int, previous: Any) -> Any:
         if "poison" in services:
             raise RuntimeError("cannot render poison")
-        return self._real(services, generation)
+        return super().__call__(services, generation, previous)
 
 
 async def test_a_failing_snapshot_build_is_a_failed_refresh_and_polling_goes_on() -> None:
-    poison = (Endpoint("poison", "10.0.0.9", 1, Health.HEALTHY, "us-east-1a", SourceName.ECS),)
-    store, metrics = (
-        SnapshotStore(sources=[SourceName.ECS], renderers=Renderers(dns=BrokenDnsRenderer())),
-        Metrics.create(),
+    poison = (endpoint("poison", 9),)
+    poller, store, _ = make(
+        ScriptedPartition(GOOD, poison, poison, GOOD), dns=BrokenDnsRenderer(zone="disco.test", ttl_s=5)
     )
-    poller = Poller(source=ScriptedSource(GOOD, poison, poison, GOOD), store=store, metrics=metrics, interval_s=10.0)
     assert await poller.refresh_once() is True
     good = store.current
     with capture_logs():
         assert await poller.refresh_once() is False
         assert await poller.refresh_once() is False  # tried again: not taken for "unchanged"
     assert store.current is good
-    assert "snapshot build failed" in str(store.status[SourceName.ECS].last_error)
+    assert "snapshot build failed" in str(store.partitions[PROD].attempts.last_error)
     assert await poller.refresh_once() is True
+
+
+class ListedSource:
+    """A source whose listing is scripted: each call lists the next set of partitions."""
+
+    dynamic = True
+    label = "the test clusters"
+
+    def __init__(self, *listings: Sequence[ScriptedPartition]) -> None:
+        self.scope = scope_id("ecs", "local", "us-east-1")
+        self._listings = list(listings)
+        self.listed = asyncio.Event()
+
+    def known(self) -> Sequence[ScriptedPartition]:
+        return []
+
+    def adopt(self, key: PartitionKey) -> bool:
+        return False
+
+    async def list_partitions(self) -> Sequence[ScriptedPartition]:
+        listing = self._listings.pop(0) if len(self._listings) > 1 else self._listings[0]
+        if len(self._listings) == 1:
+            self.listed.set()
+        return listing
+
+
+async def test_a_source_poller_follows_the_listing_and_the_store_drops_what_left() -> None:
+    staging = partition("staging")
+    first = [ScriptedPartition(*[GOOD] * 1000), ScriptedPartition(*[(endpoint("web", 2),)] * 1000, key=staging)]
+    source = ListedSource(first, first[:1])
+    store, metrics = SnapshotStore(renderers=renderers(), scopes={source.scope: source.label}), Metrics.create()
+    poller = SourcePoller(source=source, store=store, metrics=metrics, interval_s=0.01)
+    with capture_logs():
+        task = asyncio.create_task(poller.run())
+        assert await store.wait_until(lambda: store.current is not None and "web" in store.current.services, 5)
+        await source.listed.wait()
+        assert await store.wait_until(lambda: store.current is not None and "web" not in store.current.services, 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert list(store.partitions) == [PROD]
+    await store.close()

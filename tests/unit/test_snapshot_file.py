@@ -1,39 +1,72 @@
-"""snapshot_file: an atomic save and a load that dates the data as old as the file says."""
+"""snapshot_file: a round trip that dates data by its last good refresh, atomic writes that leave
+no temp file, merging two replicas' documents, and damaged files read as nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from discobridge import snapshot_file
-from discobridge.model import Endpoint, Health, SourceName, SourceResult
+from discobridge.model import Health, PartitionResult
+from discobridge.snapshot_file import Saved, decode, encode, merge, read_file, write_file
+from tests.helpers import PROD, endpoint, partition
 
-ENDPOINT = Endpoint(
-    "orders", "10.0.1.4", 32768, Health.DRAINING, "us-east-1a", SourceName.ECS,
-    cluster="prod", task_arn="arn:aws:ecs:us-east-1:1:task/prod/abc", container="web",
-    container_instance="arn:ci", instance_id="i-0abc",
-)  # fmt: skip
+ENDPOINT = endpoint("orders", 1, health=Health.DRAINING, container_instance="arn:ci", instance_id="i-0abc")
+STAGING = partition("staging")
 
 
-def test_round_trip_keeps_every_field_and_the_age(tmp_path: Path) -> None:
+def test_round_trip_keeps_every_field_the_caches_and_the_age(tmp_path: Path) -> None:
     path = tmp_path / "state" / "snapshot.json"
-    results = [SourceResult(SourceName.ECS, (ENDPOINT,), 1.0), SourceResult(SourceName.CLOUDMAP, (), 1.0)]
-    snapshot_file.save(path, results, wall_clock=lambda: 5000.0)
+    saved = Saved(
+        {PROD: PartitionResult((ENDPOINT,), 95.0, ("a warning",)), STAGING: PartitionResult((), 60.0)},
+        {"ecs": {"task_definitions": {"arn:td": {"family": "orders"}}}},
+    )
+    write_file(path, encode(saved, clock=lambda: 100.0, wall_clock=lambda: 5000.0))
     assert [p.name for p in path.parent.iterdir()] == ["snapshot.json"]  # no temp file left behind
-    loaded = snapshot_file.load(path, clock=lambda: 100.0, wall_clock=lambda: 5030.0)
-    assert [(r.source, r.endpoints, r.fetched_at) for r in loaded] == [
-        (SourceName.ECS, (ENDPOINT,), 70.0),  # written 30 s ago: as stale as that
-        (SourceName.CLOUDMAP, (), 70.0),
-    ]
+    data = read_file(path)
+    assert data is not None
+    loaded = decode(data, origin=str(path), clock=lambda: 10.0, wall_clock=lambda: 5030.0)
+    # Refreshed 5 s and 40 s before the write, read 30 s after it: 35 s and 70 s old.
+    assert loaded.partitions == {
+        PROD: PartitionResult((ENDPOINT,), -25.0, ("a warning",)),
+        STAGING: PartitionResult((), -60.0),
+    }
+    assert loaded.caches == saved.caches
 
 
-def test_missing_or_damaged_files_load_as_nothing(tmp_path: Path) -> None:
-    assert snapshot_file.load(tmp_path / "absent.json", clock=lambda: 0.0) == []
-    damaged = tmp_path / "damaged.json"
-    damaged.write_text('{"format": 1, "written_at": 1, "sources": {"ecs": [{"service": "x"}]}}')
+def test_a_failed_write_removes_its_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "snapshot.json"
+    target.mkdir()  # os.replace onto a directory fails after the temp file was written
+    try:
+        write_file(target, b"{}")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("writing over a directory must fail")
+    assert [p.name for p in tmp_path.iterdir()] == ["snapshot.json"]
+
+
+def test_missing_or_damaged_files_read_as_nothing_and_a_damaged_partition_is_dropped_whole(tmp_path: Path) -> None:
+    assert read_file(tmp_path / "absent.json") is None
+    good = json.loads(encode(Saved({PROD: PartitionResult((ENDPOINT,), 1.0)}), clock=lambda: 1.0))
+    broken = {**good["partitions"][0], "name": "staging", "endpoints": [{"service": "x"}]}
+    document = {**good, "partitions": [good["partitions"][0], broken]}
     with capture_logs() as logs:
-        assert snapshot_file.load(damaged, clock=lambda: 0.0) == []
-    assert logs[0]["event"] == "snapshot_file_unreadable" and logs[0]["log_level"] == "warning"
-    damaged.write_text("not json")
-    assert snapshot_file.load(damaged, clock=lambda: 0.0) == []
+        loaded = decode(json.dumps(document).encode(), origin="t", clock=lambda: 1.0)
+    assert list(loaded.partitions) == [PROD]
+    assert logs[0]["event"] == "snapshot_file_records_skipped"
+    for garbage in (b"not json", b"[]", b'{"format":1,"sources":[]}', b"[" * 100_000 + b"]" * 100_000):
+        with capture_logs() as logs:
+            assert decode(garbage, origin="t") == Saved()
+        assert logs[0]["event"] == "snapshot_file_unreadable"
+
+
+def test_merge_keeps_the_fresher_result_of_each_partition() -> None:
+    ours = Saved(
+        {PROD: PartitionResult((ENDPOINT,), 10.0), STAGING: PartitionResult((), 1.0)}, {"ecs": {"a": {"x": 1}}}
+    )
+    theirs = Saved({STAGING: PartitionResult((ENDPOINT,), 5.0)}, {"ecs": {"a": {"y": 2}}})
+    merged = merge(ours, theirs)
+    assert merged.partitions == {PROD: ours.partitions[PROD], STAGING: theirs.partitions[STAGING]}
+    assert merged.caches == {"ecs": {"a": {"x": 1, "y": 2}}}

@@ -11,11 +11,11 @@ from typing import Any
 
 import structlog
 
-from discobridge.config import HostPort
+from discobridge.config import BindError, HostPort
 from discobridge.frontends import udp_batch
 from discobridge.frontends.dns_answer import DnsResponder
 from discobridge.metrics import Metrics
-from discobridge.snapshot import SnapshotStore
+from discobridge.store import SnapshotStore
 
 log = structlog.get_logger(__name__)
 
@@ -145,25 +145,33 @@ class DnsFrontend:
         )
 
     async def start(self) -> None:
-        """Bind every address (UDP first, then TCP on the same port); raise if one cannot be bound."""
+        """Bind every address (UDP first, then TCP on the same port); BindError names the one that
+        cannot be bound."""
         for address in self._listen:
-            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-            # With port 0 the OS picks a free UDP port, which TCP may already use: pick again.
-            for attempt in range(20 if address.port == 0 else 1):
-                port = await self._start_udp(address, family)
-                try:
-                    server = await asyncio.get_running_loop().create_server(
-                        lambda: _Tcp(self), address.host, port, family=family
-                    )
-                except OSError as exc:
-                    self._udp.pop().close()
-                    if exc.errno != errno.EADDRINUSE or attempt == 19 or address.port:
-                        raise
-                    continue
-                break
+            try:
+                await self._start_one(address)
+            except OSError as exc:
+                await self.stop()
+                raise BindError.of("[dns] listen", address, exc) from None
+        log.info("dns_listening", addresses=[str(a) for a in self.addresses], udp_batching=self.udp_batching)
+
+    async def _start_one(self, address: HostPort) -> None:
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        # With port 0 the OS picks a free UDP port, which TCP may already use: pick again.
+        for attempt in range(20 if address.port == 0 else 1):
+            port = await self._start_udp(address, family)
+            try:
+                server = await asyncio.get_running_loop().create_server(
+                    lambda: _Tcp(self), address.host, port, family=family
+                )
+            except OSError as exc:
+                self._udp.pop().close()
+                if exc.errno != errno.EADDRINUSE or attempt == 19 or address.port:
+                    raise
+                continue
             self._tcp.append(server)
             self.addresses.append(HostPort(address.host, port))
-        log.info("dns_listening", addresses=[str(a) for a in self.addresses], udp_batching=self.udp_batching)
+            return
 
     async def _start_udp(self, address: HostPort, family: socket.AddressFamily) -> int:
         """Serve UDP on `address`; returns the bound port (the OS picks one for port 0)."""

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from dnslib import DNSRecord
 
-from discobridge.render.dns import Answer, DnsAnswers
-from discobridge.snapshot import Snapshot, SnapshotStore
+from discobridge.render.dns import DNS, Answer, DnsAnswers, Variant
+from discobridge.snapshot import Snapshot
+from discobridge.store import SnapshotStore
 
 _HEADER = struct.Struct("!6H")
 _COUNTS = struct.Struct("!5H")
@@ -151,10 +152,10 @@ class DnsResponder:
             return (_reply(query, 16, 0, None, udp),), (qtype_name, "BADVERS")
         if snapshot is None:
             return (_reply(query, SERVFAIL, 0, None, udp),), (qtype_name, "SERVFAIL")
-        answer = _lookup(snapshot.dns, query)
+        answer = _lookup(snapshot.view(DNS), query)
         if answer is None:
             return (_reply(query, REFUSED, 0, None, udp),), (qtype_name, "REFUSED")
-        replies = tuple(_reply(query, answer.rcode, _AA, answer, udp, turn) for turn in range(len(answer.variants)))
+        replies = tuple(_reply(query, answer.rcode, _AA, answer.variant(turn), udp) for turn in range(answer.turns))
         return replies, (qtype_name, RCODE_NAMES[answer.rcode])
 
 
@@ -174,21 +175,20 @@ def _lookup(answers: DnsAnswers, query: _Query) -> Answer | None:
     return answers.lookup(query.qname, query.qtype)
 
 
-def _reply(query: _Query, rcode: int, aa: int, answer: Answer | None, udp: bool, turn: int = 0) -> bytes:
+def _reply(query: _Query, rcode: int, aa: int, variant: Variant | None, udp: bool) -> bytes:
     """The reply without its id: header, the client's question, the rendered sections, OPT."""
     flags = _QR | aa | (query.flags & _RD) | (rcode & 0xF)
     edns = query.edns_payload is not None
     opt = (_OPT_BADVERS if rcode == 16 else _OPT) if edns else b""
     ancount = nscount = arcount = 0
     body = b""
-    if answer is not None:
-        variant = answer.variants[turn]
+    if variant is not None:
         ancount, nscount, arcount, body = variant.ancount, variant.nscount, variant.arcount, variant.body
     reply = _COUNTS.pack(flags, 1, ancount, nscount, arcount + edns) + query.question + body + opt
     limit = max(512, min(query.edns_payload or 512, UDP_PAYLOAD))
-    if udp and len(reply) + 2 > limit and answer is not None:
+    if udp and len(reply) + 2 > limit and variant is not None:
         # First drop the additional section (glue): that alone sets no TC (RFC 2181 9).
-        essential = answer.variants[turn].without_additional()
+        essential = variant.without_additional()
         reply = _COUNTS.pack(flags, 1, ancount, nscount, int(edns)) + query.question + essential + opt
     if udp and len(reply) + 2 > limit:
         # Too big for this client over UDP: TC tells it to ask again over TCP (RFC 7766).

@@ -8,29 +8,19 @@ Spring's client reads error bodies and fails on anything it cannot parse.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from discobridge.frontends.keys import METRICS, STORE
-from discobridge.render.eureka import (
-    RETENTION_S,
-    EurekaDocuments,
-    Fragments,
-    Instance,
-    Representations,
-    application_xml,
-    delta,
-    documents,
-    instance_xml,
-    registry,
-)
+from discobridge.render.eureka import EUREKA, RETENTION_S, EurekaDocuments, Instance, delta, empty_documents
+from discobridge.render.eureka_wire import Representations, assemble, reconcile_hash, single
 
 PREFIXES = ("/eureka", "/eureka/v2")
 _DELTA_CACHE = web.AppKey("eureka_delta", dict)
+_VIP_CACHE = web.AppKey("eureka_vips", dict)
 _WRITES = web.AppKey("eureka_writes", Counter)
 _EMPTY = web.AppKey("eureka_empty", EurekaDocuments)
 _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("eureka_wall_clock")
@@ -39,10 +29,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time) -> None:
     app[_DELTA_CACHE] = {}
+    app[_VIP_CACHE] = {}
     app[_CLOCK] = wall_clock
     app[_WRITES] = Counter()
     # Before the first poll: an empty registry, never an error (py-eureka-client would stop for good).
-    app[_EMPTY] = documents(0, {}, (), wall_clock())
+    app[_EMPTY] = empty_documents(wall_clock())
     app[METRICS].count_from(
         "discobridge_eureka_writes",
         "Eureka writes from clients that still register, accepted and ignored, by operation.",
@@ -55,8 +46,8 @@ def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time
         ("apps/{app}", handle_app),
         ("apps/{app}/{id}", handle_instance),
         ("instances/{id}", handle_instance),
-        ("vips/{vip}", _by_vip("vipAddress")),
-        ("svips/{vip}", _by_vip("secureVipAddress")),
+        ("vips/{vip}", handle_vip),
+        ("svips/{vip}", handle_vip),
     ]
     writes: list[tuple[str, str, str, int]] = [
         ("POST", "apps/{app}", "register", 204),
@@ -77,7 +68,7 @@ def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time
 
 def _documents(request: web.Request) -> EurekaDocuments:
     snapshot = request.app[STORE].current
-    return snapshot.eureka if snapshot is not None else request.app[_EMPTY]
+    return snapshot.view(EUREKA) if snapshot is not None else request.app[_EMPTY]
 
 
 def _send(request: web.Request, representations: Representations) -> web.Response:
@@ -122,34 +113,27 @@ async def handle_delta(request: web.Request) -> web.Response:
     return _send(request, cache[key])
 
 
-def _one(request: web.Request, root: str, value: object, xml: str) -> web.Response:
+def _one(request: web.Request, forms: tuple[bytes, bytes]) -> web.Response:
     """A single application or instance under its root key, JSON or XML (API calls, not polls)."""
     if "json" in request.headers.get("Accept", ""):
-        return web.Response(body=json.dumps({root: value}).encode(), content_type="application/json")
-    return web.Response(
-        body=('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml).encode(),
-        content_type="application/xml",
-    )
-
-
-def _full(instances: Iterable[Instance]) -> list[Instance]:
-    return [{**i, "actionType": "ADDED"} for i in instances]
+        return web.Response(body=forms[0], content_type="application/json")
+    return web.Response(body=forms[1], content_type="application/xml")
 
 
 async def handle_app(request: web.Request) -> web.Response:
     name = request.match_info["app"].upper()
-    instances = _documents(request).applications.get(name)
+    docs = _documents(request)
+    instances = docs.applications.get(name)
     if not instances:
         return _not_found()
-    full = _full(instances)
-    return _one(request, "application", {"name": name, "instance": full}, application_xml(name, full))
+    return _one(request, single("application", docs.pieces(instances), name))
 
 
 def _find(docs: EurekaDocuments, instance_id: str, app: str | None = None) -> Instance | None:
     for name, instances in docs.applications.items():
         if app is None or name == app:
             for instance in instances:
-                if instance["instanceId"] == instance_id:
+                if instance.instance_id == instance_id:
                     return instance
     return None
 
@@ -157,28 +141,30 @@ def _find(docs: EurekaDocuments, instance_id: str, app: str | None = None) -> In
 async def handle_instance(request: web.Request) -> web.Response:
     """`instances/{id}`, and `apps/{app}/{id}` (then only within that app)."""
     app = request.match_info.get("app")
-    found = _find(_documents(request), request.match_info["id"], app.upper() if app else None)
+    docs = _documents(request)
+    found = _find(docs, request.match_info["id"], app.upper() if app else None)
     if found is None:
         return _not_found()
-    (instance,) = _full([found])
-    return _one(request, "instance", instance, instance_xml(instance))
+    return _one(request, single("instance", docs.pieces([found])))
 
 
-def _by_vip(key: str) -> Handler:
-    async def handle(request: web.Request) -> web.Response:
-        vip = request.match_info["vip"].lower()
-        docs = _documents(request)
-        render = Fragments()
-        matching = {
-            name: [render(i, "ADDED") for i in instances if i[key].lower() == vip]
-            for name, instances in docs.applications.items()
-        }
-        matching = {name: fragments for name, fragments in matching.items() if fragments}
-        if not matching:
-            return _not_found()
-        return _send(request, registry(docs.version, docs.hashcode, matching))
-
-    return handle
+async def handle_vip(request: web.Request) -> web.Response:
+    """vips/{vip} and svips/{svip}: the registry of one VIP (our VIP is the service name), with
+    that subset's own apps__hashcode, as the real server computes it. Polled by Java clients set
+    to refresh a single VIP, so each VIP's document is rendered once per snapshot."""
+    app = request.match_info["vip"].upper()
+    docs = _documents(request)
+    instances = docs.applications.get(app)
+    if not instances:
+        return _not_found()
+    cache = request.app[_VIP_CACHE]
+    if cache.get("version") != docs.version:
+        cache.clear()
+        cache["version"] = docs.version
+    if app not in cache:
+        hashcode = reconcile_hash(i.status for i in instances)
+        cache[app] = Representations.of(*assemble(docs.version, hashcode, [docs.block_bytes(app)])[:2])
+    return _send(request, cache[app])
 
 
 def _accept_write(operation: str, status: int) -> Handler:

@@ -1,4 +1,4 @@
-"""/healthz for load balancers, /metrics for Prometheus, and / for people."""
+"""/healthz for load balancers, /metrics for Prometheus, and / for people: all per partition."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE
 from discobridge.metrics import Metrics
-from discobridge.render.status import render_status_page
-from discobridge.snapshot import SnapshotStore
+from discobridge.render.status import STATUS_SECTIONS, render_status_page
+from discobridge.store import PartitionStatus, SnapshotStore
 
 
 def add_routes(app: web.Application) -> None:
@@ -22,12 +22,28 @@ def add_routes(app: web.Application) -> None:
 
 
 def _export_snapshot_metrics(metrics: Metrics, store: SnapshotStore) -> None:
-    """Snapshot age and endpoints by service and health, computed when Prometheus scrapes."""
+    """Ages, generation and endpoints by service and health, computed when Prometheus scrapes."""
     metrics.gauge_from(
         "discobridge_snapshot_age_seconds",
-        "Seconds since the oldest source's last good refresh (how stale the served data is).",
+        "Seconds since the oldest served partition's last good refresh (how stale the served data is).",
         [],
         lambda: {(): store.age_s() or 0.0} if store.current else {},
+    )
+    metrics.gauge_from(
+        "discobridge_snapshot_generation",
+        "Generation of the snapshot being served (0 before the first).",
+        [],
+        lambda: {(): float(store.generation)},
+    )
+    metrics.gauge_from(
+        "discobridge_partition_age_seconds",
+        "Seconds since each partition's last good refresh (absent while it has none).",
+        ["source", "partition"],
+        lambda: {
+            (key.source, key.id): age
+            for key in store.partitions
+            if (age := store.age_of(key)) is not None and store.partitions[key].result is not None
+        },
     )
 
     def endpoints() -> dict[tuple[str, str], float]:
@@ -53,34 +69,52 @@ class Verdict:
     age_s: float | None
 
 
+def not_ready_reason(store: SnapshotStore) -> str:
+    """Why nothing is served yet: the partitions (and listings) the first snapshot waits for."""
+    pending = store.pending()
+    waiting = "; ".join(pending) if pending else "building it"
+    return f"no data yet: the first snapshot waits for every partition's first poll of AWS ({waiting})"
+
+
 def judge(store: SnapshotStore, *, max_staleness_s: float, shutting_down: bool) -> Verdict:
-    """Whether this replica should receive traffic, and why not."""
+    """Whether this replica should receive traffic, and why not: every partition named."""
     age = store.age_s()
     if shutting_down:
         return Verdict(False, "shutting down", age)
-    if store.current is None or age is None:
-        return Verdict(False, "no data yet: the first poll of AWS has not completed" + _errors(store), age)
-    if age > max_staleness_s:
-        return Verdict(False, f"data is {age:.1f} s old, over the {max_staleness_s:g} s limit" + _errors(store), age)
+    if store.current is None:
+        return Verdict(False, not_ready_reason(store), age)
+    problems = [p for status in store.partitions.values() if (p := _problem(store, status, max_staleness_s))]
+    problems += [
+        f"{scope}: never listed ({attempts.last_error or 'no answer yet'})"
+        for scope, attempts in store.listings.items()
+        if scope not in store.listed_scopes()
+    ]
+    if problems:
+        return Verdict(False, "; ".join(problems), age)
     return Verdict(True, "ok", age)
 
 
-def _errors(store: SnapshotStore) -> str:
-    errors = [f"{s.source}: {s.last_error}" for s in store.status.values() if s.consecutive_failures]
-    return f" ({'; '.join(errors)})" if errors else ""
+def _problem(store: SnapshotStore, status: PartitionStatus, max_staleness_s: float) -> str | None:
+    error = f" (last error: {status.attempts.last_error})" if status.attempts.consecutive_failures else ""
+    if status.result is None:
+        return f"{status.key}: no data{error or ' yet'}"
+    age = store.age_of(status.key)
+    if age is not None and age > max_staleness_s:
+        return f"{status.key}: data is {age:.1f} s old, over the {max_staleness_s:g} s limit{error}"
+    return None
 
 
-def _sources(store: SnapshotStore) -> dict[str, dict[str, Any]]:
-    now_age = store.age_of
+def _partitions(store: SnapshotStore) -> dict[str, dict[str, Any]]:
     return {
-        str(source): {
-            "age_s": _rounded(now_age(source)),
-            "endpoints": status.endpoints,
-            "consecutive_failures": status.consecutive_failures,
-            "last_error": status.last_error,
-            "warnings": list(status.warnings),
+        key.id: {
+            "partition": str(key),
+            "age_s": _rounded(store.age_of(key)) if status.result is not None else None,
+            "endpoints": len(status.result.endpoints) if status.result else 0,
+            "consecutive_failures": status.attempts.consecutive_failures,
+            "last_error": status.attempts.last_error,
+            "warnings": list(status.result.warnings) if status.result else [],
         }
-        for source, status in store.status.items()
+        for key, status in store.partitions.items()
     }
 
 
@@ -92,19 +126,23 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-async def handle_healthz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    verdict = judge(
-        store,
+def _verdict(request: web.Request) -> Verdict:
+    return judge(
+        request.app[STORE],
         max_staleness_s=request.app[CONFIG].health.max_staleness_s,
         shutting_down=request.app[STATE].shutting_down,
     )
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    verdict = _verdict(request)
     body = {
         "status": "ok" if verdict.healthy else "unavailable",
         "reason": verdict.reason,
         "age_s": _rounded(verdict.age_s),
         "generation": store.generation,
-        "sources": _sources(store),
+        "partitions": _partitions(store),
     }
     return web.json_response(body, status=200 if verdict.healthy else 503, headers={"Cache-Control": "no-store"})
 
@@ -117,21 +155,21 @@ async def handle_metrics(request: web.Request) -> web.Response:
 async def handle_status_page(request: web.Request) -> web.Response:
     store = request.app[STORE]
     snapshot = store.current
-    verdict = judge(
-        store,
-        max_staleness_s=request.app[CONFIG].health.max_staleness_s,
-        shutting_down=request.app[STATE].shutting_down,
-    )
-    sources = [
-        (str(source), _ago(store.age_of(source)), "; ".join(filter(None, [status.last_error, *status.warnings])))
-        for source, status in store.status.items()
+    verdict = _verdict(request)
+    cards = [
+        (
+            str(key),
+            _ago(store.age_of(key)) if status.result is not None else "never",
+            "; ".join(filter(None, [status.attempts.last_error, *(status.result.warnings if status.result else ())])),
+        )
+        for key, status in store.partitions.items()
     ]
     page = render_status_page(
-        sections=snapshot.status_sections if snapshot else b"<p>Waiting for the first poll of AWS.</p>",
+        sections=snapshot.view(STATUS_SECTIONS) if snapshot else b"<p>Waiting for the first poll of AWS.</p>",
         generation=store.generation,
         age_s=verdict.age_s,
         healthy=verdict.healthy,
         verdict="serving" if verdict.healthy else verdict.reason,
-        sources=sources,
+        sources=cards,
     )
     return web.Response(body=page, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})

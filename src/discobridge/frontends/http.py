@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from discobridge.config import Config, HostPort
+from discobridge.config import BindError, Config, HostPort
 from discobridge.frontends import eureka, health, resolver
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE, HttpState
 from discobridge.metrics import Metrics
-from discobridge.snapshot import SnapshotStore
+from discobridge.store import SnapshotStore
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +131,11 @@ class HttpFrontend:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._listen.host, self._listen.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise BindError.of("[http] listen", self._listen, exc) from None
         self.address = HostPort(self._listen.host, int(self._runner.addresses[0][1]))
         log.info("http_listening", address=str(self.address))
 

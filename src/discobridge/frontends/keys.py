@@ -9,7 +9,7 @@ from aiohttp import web
 
 from discobridge.config import Config
 from discobridge.metrics import Metrics
-from discobridge.snapshot import SnapshotStore
+from discobridge.store import SnapshotStore
 
 
 @dataclass

@@ -8,9 +8,11 @@ import time
 
 from aiohttp import web
 
+from discobridge.frontends.health import not_ready_reason
 from discobridge.frontends.keys import STATE, STORE, HttpState
-from discobridge.render.resolver import Document, document, render_service
-from discobridge.snapshot import Snapshot, SnapshotStore
+from discobridge.render.resolver import RESOLVER, Document, document, render_service
+from discobridge.snapshot import Snapshot
+from discobridge.store import SnapshotStore
 
 MAX_WAIT_S = 300.0  # a long poll waits at most 5 minutes, as Consul's blocking queries do
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
@@ -26,7 +28,7 @@ def add_routes(app: web.Application) -> None:
 def _snapshot(request: web.Request) -> Snapshot:
     snapshot = request.app[STORE].current
     if snapshot is None:
-        raise web.HTTPServiceUnavailable(reason="no data yet: the first poll of AWS has not completed")
+        raise web.HTTPServiceUnavailable(reason=not_ready_reason(request.app[STORE]))
     return snapshot
 
 
@@ -49,7 +51,7 @@ def _matches(request: web.Request, etag: str) -> bool:
 
 async def handle_services(request: web.Request) -> web.Response:
     snapshot = _snapshot(request)
-    docs = snapshot.resolver
+    docs = snapshot.view(RESOLVER)
     age = request.app[STORE].age_s() or 0.0
     return _send(request, docs.list_head + f"{age:.3f}".encode() + docs.list_tail, docs.list_etag)
 
@@ -61,7 +63,7 @@ async def handle_service(request: web.Request) -> web.Response:
         snapshot = await _long_poll(request, name, _index(request), _wait_s(request))
     else:
         snapshot = _snapshot(request)
-    service = snapshot.resolver.services.get(name)
+    service = snapshot.view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
     doc: Document = service.whole
@@ -111,7 +113,7 @@ def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
 
 async def handle_resolve(request: web.Request) -> web.Response:
     name = request.match_info["name"].lower()
-    service = _snapshot(request).resolver.services.get(name)
+    service = _snapshot(request).view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
     if not service.serving:

@@ -19,17 +19,18 @@ import structlog
 from dnslib import AAAA, SRV, TXT, A, DNSBuffer
 
 from discobridge.model import Endpoint, Service, normalize_service_name
+from discobridge.render import ViewKey
 from discobridge.render.memo import PerService
 
 A_TYPE, NS_TYPE, SOA_TYPE, TXT_TYPE, AAAA_TYPE, SRV_TYPE, ANY_TYPE = 1, 2, 6, 16, 28, 33, 255
 NOERROR, NXDOMAIN = 0, 3
-# Pre-rotated orders kept per multi-record answer; a server cycles through them per query.
+# Rotated orders served per multi-record answer; a server cycles through them per query.
 ROTATIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    """One rendered reply body: section counts and the bytes after the question."""
+    """One reply body: section counts and the bytes after the question."""
 
     ancount: int
     nscount: int
@@ -45,8 +46,28 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
+    """The records of one answer, each the same bytes object wherever it appears (one endpoint's
+    SRV record serves S.Z, S.C.Z and _S._tcp.Z), so a large zone costs references, not copies.
+    The rotated orders a server cycles through are joined when a query first asks for them."""
+
     rcode: int
-    variants: tuple[Variant, ...]
+    answer: tuple[bytes, ...] = ()
+    authority: tuple[bytes, ...] = ()
+    additional: tuple[bytes, ...] = ()
+
+    @property
+    def turns(self) -> int:
+        """How many orders of the answer section are served in rotation (at least one)."""
+        return min(len(self.answer), ROTATIONS) or 1
+
+    def variant(self, turn: int) -> Variant:
+        """The reply body of rotation `turn`: the answer records starting with the turn-th."""
+        records = self.answer[turn:] + self.answer[:turn]
+        essential = b"".join(records) + b"".join(self.authority)
+        return Variant(
+            len(self.answer), len(self.authority), len(self.additional), essential + b"".join(self.additional),
+            len(essential) if self.additional else -1,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +126,20 @@ class _EndpointRecords:
     glue: bytes  # its address record owned by the SRV target, for the additional section
 
 
+DNS: ViewKey[DnsAnswers] = ViewKey("dns")
+
+
 class DnsRenderer:
     """Renders DnsAnswers for a zone; re-renders only services whose endpoints changed."""
+
+    key = DNS
 
     def __init__(self, *, zone: str, ttl_s: int) -> None:
         self._zone = zone.lower().strip(".")
         self._ttl = ttl_s
         self._per_service = PerService(self._render_service)
 
-    def __call__(self, services: Mapping[str, Service], generation: int) -> DnsAnswers:
+    def __call__(self, services: Mapping[str, Service], generation: int, previous: DnsAnswers | None) -> DnsAnswers:
         names: dict[bytes, dict[int, Answer]] = {}
         for rendered in self._per_service(services).values():
             names.update(rendered)
@@ -124,14 +150,14 @@ class DnsRenderer:
             NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(f"ns.{self._zone}"))),
         }
         # The SOA for NXDOMAIN and NODATA goes in the authority section under the zone's name.
-        negative = (Variant(0, 1, 0, self._record(apex, SOA_TYPE, soa)),)
+        negative = (self._record(apex, SOA_TYPE, soa),)
         for empty in _empty_non_terminals(names, apex):
             names[empty] = {}
         return DnsAnswers(
             zone=apex,
             names=MappingProxyType({k: MappingProxyType(v) for k, v in names.items()}),
-            nodata=Answer(NOERROR, negative),
-            nxdomain=Answer(NXDOMAIN, negative),
+            nodata=Answer(NOERROR, authority=negative),
+            nxdomain=Answer(NXDOMAIN, authority=negative),
         )
 
     def _render_service(self, service: Service) -> dict[bytes, dict[int, Answer]]:
@@ -186,7 +212,7 @@ def _rdata(record: A | AAAA | TXT | SRV) -> bytes:
 
 
 def _single(record: bytes) -> Answer:
-    return Answer(NOERROR, (Variant(1, 0, 0, record),))
+    return Answer(NOERROR, (record,))
 
 
 def _answers(serving: Sequence[Endpoint], records: Mapping[Endpoint, _EndpointRecords]) -> dict[int, Answer]:
@@ -212,16 +238,8 @@ def _srv(serving: Sequence[Endpoint], records: Mapping[Endpoint, _EndpointRecord
 
 
 def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
-    """Up to ROTATIONS orders of the same records, each starting with a different one."""
-    glue = b"".join(additional)
-    count = min(len(answer), ROTATIONS) or 1
-    return Answer(
-        NOERROR,
-        tuple(
-            Variant(len(answer), 0, len(additional), b"".join(answer[i:] + answer[:i]) + glue, sum(map(len, answer)))
-            for i in range(count)
-        ),
-    )
+    """An answer served in rotation: each query's answer section starts with a different record."""
+    return Answer(NOERROR, tuple(answer), (), tuple(additional))
 
 
 _LONGEST_LABEL = "x" * 63  # the longest SRV target label: a service must leave room for it

@@ -11,20 +11,22 @@ T = TypeVar("T")
 
 
 class PerService(Generic[T]):
-    """Applies `render` to the services of each snapshot, reusing results for equal services:
-    a change to one task re-renders one service, not the estate."""
+    """Applies `render` to the services of each snapshot, reusing results for unchanged ones: a
+    change to one task re-renders one service, not the estate. The snapshot keeps an unchanged
+    service as the same object, so the check is one identity test, with equality as fallback."""
 
     def __init__(self, render: Callable[[Service], T]) -> None:
         self._render = render
-        self._cache: dict[Service, T] = {}
+        self._cache: dict[str, tuple[Service, T]] = {}
 
     def __call__(self, services: Mapping[str, Service]) -> dict[str, T]:
-        cache: dict[Service, T] = {}
+        cache: dict[str, tuple[Service, T]] = {}
         rendered: dict[str, T] = {}
         for name, service in services.items():
-            result = self._cache.get(service)
-            if result is None:
-                result = self._render(service)
-            cache[service] = rendered[name] = result
+            hit = self._cache.get(name)
+            fresh = hit is None or (hit[0] is not service and hit[0] != service)
+            result = self._render(service) if fresh or hit is None else hit[1]
+            cache[name] = (service, result)
+            rendered[name] = result
         self._cache = cache  # only the current services: memory follows the estate
         return rendered

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from discobridge.model import Endpoint, Health, Service
+from discobridge.render import ViewKey
 from discobridge.render.memo import PerService
 
 
@@ -63,13 +64,20 @@ def document(value: object) -> Document:
     return Document(body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
 
 
+RESOLVER: ViewKey[ResolverDocuments] = ViewKey("resolver")
+
+
 class ResolverRenderer:
     """Every resolver document of a snapshot; a service's documents are reused while it is unchanged."""
+
+    key = RESOLVER
 
     def __init__(self) -> None:
         self._per_service = PerService(_service_documents)
 
-    def __call__(self, services: Mapping[str, Service], generation: int) -> ResolverDocuments:
+    def __call__(
+        self, services: Mapping[str, Service], generation: int, previous: ResolverDocuments | None
+    ) -> ResolverDocuments:
         return render_resolver(services, generation, self._per_service(services))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from discobridge.model import Health, Service
+from discobridge.render import ViewKey
 from discobridge.render.memo import PerService
 
 _STYLE = """
@@ -24,13 +25,18 @@ th{font-weight:600;color:#566} code{font:13px ui-monospace,SFMono-Regular,Menlo,
 _HEALTH_ORDER = {Health.HEALTHY: 0, Health.UNHEALTHY: 1, Health.DRAINING: 2}
 
 
+STATUS_SECTIONS: ViewKey[bytes] = ViewKey("status-sections")
+
+
 class StatusSections:
     """The per-service tables of the status page: each rendered once while its service is unchanged."""
+
+    key = STATUS_SECTIONS
 
     def __init__(self) -> None:
         self._per_service = PerService(render_service_section)
 
-    def __call__(self, services: Mapping[str, Service]) -> bytes:
+    def __call__(self, services: Mapping[str, Service], generation: int, previous: bytes | None) -> bytes:
         if not services:
             return b"<p>No services found yet.</p>"
         sections = self._per_service(services)

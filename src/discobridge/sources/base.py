@@ -1,24 +1,78 @@
-"""The Source protocol every AWS mechanism implements, and a fail-fast concurrent gather."""
+"""What every AWS mechanism implements (a Source of Partitions), and helpers they share."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from discobridge.model import Endpoint, SourceName
+from discobridge.model import Endpoint, PartitionKey
 
 T = TypeVar("T")
 
 
-class Source(Protocol):
-    name: SourceName
-    # Problems that did not stop the refresh (a configured namespace that does not exist), as of
-    # the last refresh: shown in /healthz's detail and on the status page.
-    warnings: tuple[str, ...]
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A complete read of one partition: its endpoints, and problems that did not stop it (a
+    configured cluster that does not exist), shown in /healthz and on the status page."""
 
-    async def refresh(self) -> tuple[Endpoint, ...]:
-        """Read every endpoint of this source, or raise: a partial result is never returned."""
+    endpoints: tuple[Endpoint, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class Progress:
+    """Counts what a partition has learned for good (task definitions, hosts, described tasks),
+    kept even when the refresh that learned it fails: a failure that made progress is a slow
+    start, not a failing partition."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, learned: int = 1) -> None:
+        self.count += learned
+
+
+class Partition(Protocol):
+    """One unit of refresh and failure (an ECS cluster, a Cloud Map namespace)."""
+
+    @property
+    def key(self) -> PartitionKey: ...
+
+    @property
+    def progress(self) -> Progress: ...
+
+    async def refresh(self) -> Refreshed:
+        """Read every endpoint of this partition, or raise: a partial result is never returned.
+        The endpoints come in a stable order (the same data, the same tuple), so the store can
+        tell an unchanged result without hashing the estate."""
+        ...
+
+
+class Source(Protocol):
+    """Finds the partitions of one mechanism in one account and region."""
+
+    @property
+    def scope(self) -> str: ...  # model.scope_id(source, account, region)
+
+    @property
+    def label(self) -> str: ...  # what its listing is, for people: "ecs clusters in local/us-east-1"
+
+    @property
+    def dynamic(self) -> bool: ...  # False: the partitions are fixed by the config, listed once
+
+    def known(self) -> Sequence[Partition]:
+        """The partitions to refresh before (or without) a listing: configured or restored."""
+        ...
+
+    def adopt(self, key: PartitionKey) -> bool:
+        """Take on a partition restored from a snapshot file; False if it is not this source's."""
+        ...
+
+    async def list_partitions(self) -> Sequence[Partition]:
+        """Every partition as AWS lists it now; raise rather than list a partial set."""
         ...
 
 

@@ -1,0 +1,1 @@
+"""The Cloud Map source: namespaces as partitions, their instances as endpoints."""

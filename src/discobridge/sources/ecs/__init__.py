@@ -1,0 +1,1 @@
+"""The ECS source: clusters as partitions, tasks read incrementally, immutable facts cached."""

@@ -1,0 +1,190 @@
+"""The ECS source of one account and region: its clusters are its partitions.
+
+With `[ecs] clusters = ["*"]` the clusters are listed (ListClusters) every poll; a cluster that
+disappears is dropped only once DescribeClusters confirms it is gone, never on a failed call. A
+configured cluster that does not exist is ECS's answer, not a fault: its partition is empty and
+a warning names it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from discobridge.aws import AwsCallError, AwsClients
+from discobridge.metrics import Metrics
+from discobridge.model import Endpoint, PartitionKey, scope_id
+from discobridge.sources.base import Progress, Refreshed
+from discobridge.sources.ecs.cache import EcsCache
+from discobridge.sources.ecs.fetch import fetch_cluster_arns, fetch_cluster_statuses, fetch_draining_instances
+from discobridge.sources.ecs.parse import SOURCE, DefinitionFacts, HostInfo, TaskFacts, last_segment, parse_task
+from discobridge.sources.ecs.tasks import ClusterTasks
+
+log = structlog.get_logger(__name__)
+
+_GONE = frozenset({"MISSING", "INACTIVE"})
+_Parsed = tuple[TaskFacts, DefinitionFacts | None, HostInfo | None, bool, Endpoint | str | None]
+
+
+class ClusterPartition:
+    """One ECS cluster: its running tasks, read incrementally, as endpoints."""
+
+    def __init__(
+        self,
+        *,
+        key: PartitionKey,
+        cluster: str,
+        aws: AwsClients,
+        cache: EcsCache,
+        metrics: Metrics,
+        health_refresh_s: float,
+        max_drop_fraction: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.key = key
+        self.progress = Progress()
+        self._cluster = cluster  # a name or an ARN: ECS takes either
+        self._aws = aws
+        self._cache = cache
+        self._metrics = metrics
+        self._tasks = ClusterTasks(
+            cluster=cluster, health_refresh_s=health_refresh_s, max_drop_fraction=max_drop_fraction, clock=clock
+        )
+        self._parsed: dict[str, _Parsed] = {}
+        self._endpoints: tuple[Endpoint, ...] = ()
+        self._missing = False
+
+    async def refresh(self) -> Refreshed:
+        try:
+            reconciled = await self._tasks.refresh(self._aws, self.progress)
+            draining = await fetch_draining_instances(self._aws, self._cluster)
+        except AwsCallError as exc:
+            if exc.code == "ClusterNotFoundException" and await self._confirmed_missing():
+                return self._gone()
+            raise
+        self._missing = False
+        if reconciled.dropped_too_many:
+            self._metrics.source_list_shrinks.labels(SOURCE).inc()
+        await self._cache.learn(self._aws, self._cluster, reconciled.tasks, self.progress)
+        return Refreshed(self._parse(reconciled.tasks, draining))
+
+    async def _confirmed_missing(self) -> bool:
+        """ListTasks said the cluster does not exist: believe it only if DescribeClusters agrees."""
+        statuses = await fetch_cluster_statuses(self._aws, [self._cluster])
+        return statuses[self._cluster] in _GONE
+
+    def _gone(self) -> Refreshed:
+        warning = f"ECS cluster {self.key.name!r} does not exist in {self.key.account}/{self.key.region}"
+        if not self._missing:  # once per change, not once per poll
+            log.warning("ecs_cluster_not_found", partition=self.key.id, error=warning)
+        self._missing = True
+        self._tasks.clear()
+        self._parsed.clear()
+        self._endpoints = ()
+        return Refreshed((), (warning,))
+
+    def _parse(self, tasks: Sequence[TaskFacts], draining: set[str]) -> tuple[Endpoint, ...]:
+        """Each task's endpoint, re-parsed only when the task or what it depends on changed."""
+        parsed: dict[str, _Parsed] = {}
+        endpoints: list[Endpoint] = []
+        skipped: Counter[str] = Counter()
+        for task in tasks:
+            definition = self._cache.definition(task.definition_arn)
+            host = self._cache.host(task.container_instance) if task.container_instance else None
+            is_draining = task.container_instance in draining
+            before = self._parsed.get(task.arn)
+            if before is not None and before[:4] == (task, definition, host, is_draining):
+                entry = before
+            else:
+                result = parse_task(task, definition, host, is_draining) if definition else "no_task_definition"
+                entry = (task, definition, host, is_draining, result)
+            parsed[task.arn] = entry
+            if isinstance(entry[4], Endpoint):
+                endpoints.append(entry[4])
+            elif entry[4] is not None:
+                skipped[entry[4]] += 1
+                log.debug("task_skipped", partition=self.key.id, task=task.arn, reason=entry[4])
+        for reason, count in skipped.items():
+            self._metrics.source_skipped_records.labels(SOURCE, reason).inc(count)
+        self._parsed = parsed
+        if len(endpoints) != len(self._endpoints) or any(
+            a is not b for a, b in zip(endpoints, self._endpoints, strict=True)
+        ):
+            self._endpoints = tuple(endpoints)
+        return self._endpoints
+
+
+class EcsSource:
+    """The clusters of one account and region, configured by name or listed with ["*"]."""
+
+    def __init__(
+        self,
+        *,
+        aws: AwsClients,
+        account: str,
+        region: str,
+        clusters: Sequence[str],
+        cache: EcsCache,
+        metrics: Metrics,
+        health_refresh_s: float = 60.0,
+        max_drop_fraction: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._aws = aws
+        self._account, self._region = account, region
+        self.scope = scope_id(SOURCE, account, region)
+        self.label = f"the ECS cluster list of {account}/{region}"
+        self.dynamic = tuple(clusters) == ("*",)
+        self._cache = cache
+        self._metrics = metrics
+        self._health_refresh_s = health_refresh_s
+        self._max_drop_fraction = max_drop_fraction
+        self._clock = clock
+        self._partitions: dict[str, ClusterPartition] = {}
+        if not self.dynamic:
+            for cluster in clusters:
+                self._partition(cluster)
+
+    def known(self) -> Sequence[ClusterPartition]:
+        return list(self._partitions.values())
+
+    def adopt(self, key: PartitionKey) -> bool:
+        if key.scope != self.scope:
+            return False
+        if self.dynamic:
+            self._partition(key.name)
+        return key.name in self._partitions
+
+    async def list_partitions(self) -> Sequence[ClusterPartition]:
+        if not self.dynamic:
+            return self.known()
+        listed = {last_segment(arn): arn for arn in await fetch_cluster_arns(self._aws)}
+        vanished = [name for name in self._partitions if name not in listed]
+        if vanished:
+            statuses = await fetch_cluster_statuses(self._aws, vanished)
+            for name in vanished:
+                if statuses[name] in _GONE:
+                    log.info("ecs_cluster_removed", partition=self._partitions[name].key.id, status=statuses[name])
+                    del self._partitions[name]
+        for name, arn in listed.items():
+            self._partition(name, arn)
+        return self.known()
+
+    def _partition(self, cluster: str, reference: str | None = None) -> ClusterPartition:
+        name = last_segment(cluster)
+        found = self._partitions.get(name)
+        if found is None:
+            found = self._partitions[name] = ClusterPartition(
+                key=PartitionKey(SOURCE, self._account, self._region, "cluster", name),
+                cluster=reference or cluster,
+                aws=self._aws,
+                cache=self._cache,
+                metrics=self._metrics,
+                health_refresh_s=self._health_refresh_s,
+                max_drop_fraction=self._max_drop_fraction,
+                clock=self._clock,
+            )
+        return found

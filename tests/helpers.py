@@ -1,0 +1,82 @@
+"""One helper per test idea, shared by every test file: a fake clock, an endpoint builder, a store
+with the renderers the app registers, and publishing to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
+from discobridge.render import Renderer
+from discobridge.render.dns import DnsRenderer
+from discobridge.render.eureka import EurekaRenderer
+from discobridge.render.resolver import ResolverRenderer
+from discobridge.render.status import StatusSections
+from discobridge.store import SnapshotStore
+
+ACCOUNT_ID = "123456789012"
+PROD = PartitionKey("ecs", "local", "us-east-1", "cluster", "prod")
+
+
+def partition(name: str, source: str = "ecs", account: str = "local", region: str = "us-east-1") -> PartitionKey:
+    unit = "cluster" if source == "ecs" else "namespace"
+    return PartitionKey(source, account, region, unit, name)
+
+
+class FakeClock:
+    """A clock a test moves by hand: `clock.now += 30`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def endpoint(service: str, n: int, **fields: Any) -> Endpoint:
+    """The n-th endpoint of a test estate: a bridge-mode ECS task on its own host and port;
+    any field can be given instead."""
+    cluster = fields.get("cluster", "prod")
+    defaults: dict[str, Any] = {
+        "host_ip": f"10.0.{n // 250}.{n % 250 + 1}",
+        "host_port": 32768 + n,
+        "health": Health.HEALTHY,
+        "az": "us-east-1a",
+        "source": "ecs",
+        "cluster": cluster,
+        "task_arn": f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:task/{cluster}/{n:032x}",
+        "container": "web",
+    }
+    return Endpoint(service=service, **{**defaults, **fields})
+
+
+def renderers(zone: str = "disco.test", ttl_s: int = 5, **overrides: Renderer[Any]) -> list[Renderer[Any]]:
+    """The renderers the app registers, for a zone and TTL; pass dns=/eureka= to replace one."""
+    chosen: dict[str, Renderer[Any]] = {
+        "dns": DnsRenderer(zone=zone, ttl_s=ttl_s),
+        "resolver": ResolverRenderer(),
+        "status": StatusSections(),
+        "eureka": EurekaRenderer(),
+        **overrides,
+    }
+    return list(chosen.values())
+
+
+def make_store(
+    *, keys: Sequence[PartitionKey] = (PROD,), clock: FakeClock | None = None, **options: Any
+) -> SnapshotStore:
+    """A store that expects `keys` (listed, as the app lists configured clusters), with the app's
+    renderers; `options` go to renderers() (zone=, ttl_s=, dns=, eureka=)."""
+    scopes = {k.scope: k.scope for k in keys}
+    extra = {"clock": clock} if clock is not None else {}
+    store = SnapshotStore(renderers=renderers(**options), scopes=scopes, **extra)
+    for scope in scopes:
+        store.listed(scope, [k for k in keys if k.scope == scope])
+    return store
+
+
+def publish(
+    store: SnapshotStore, endpoints: Iterable[Endpoint], key: PartitionKey = PROD, at: float | None = None
+) -> bool:
+    """Publish one partition's endpoints at once, as a good refresh at `at` (the store's now)."""
+    return store.publish(key, PartitionResult(tuple(endpoints), store.now() if at is None else at))
