@@ -18,6 +18,8 @@ from discobridge.aws import AwsClients
 from discobridge.config import Config
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.frontends.http import HttpFrontend, make_app
+from discobridge.loop_lag import watch_loop_lag
+from discobridge.memory import release_free_memory
 from discobridge.metrics import Metrics
 from discobridge.model import LOCAL_ACCOUNT
 from discobridge.poller import SourcePoller
@@ -62,6 +64,7 @@ class Daemon:
         session: AioSession | None = None,
         aws_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        snapshot_interval_s: float = 10.0,
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
@@ -103,6 +106,7 @@ class Daemon:
             scopes={s.scope: s.label for s, _ in self.sources},
             startup_wait_s=config.health.startup_wait_s,
             clock=clock,
+            after_build=release_free_memory,
         )
         for source, _ in self.sources:
             if not source.dynamic:  # the configured partitions are what the first snapshot waits for
@@ -121,7 +125,13 @@ class Daemon:
         elif snapshot_path:
             self.snapshot_target = LocalSnapshot(Path(snapshot_path))
         self.saver = (
-            SnapshotSaver(store=self.store, target=self.snapshot_target, caches=self._caches, clock=clock)
+            SnapshotSaver(
+                store=self.store,
+                target=self.snapshot_target,
+                caches=self._caches,
+                min_interval_s=snapshot_interval_s,
+                clock=clock,
+            )
             if self.snapshot_target
             else None
         )
@@ -182,6 +192,7 @@ class Daemon:
 
     def start_polling(self) -> None:
         self._tasks = [asyncio.create_task(p.run(), name=f"source-{i}") for i, p in enumerate(self.pollers)]
+        self._tasks.append(asyncio.create_task(watch_loop_lag(self.metrics.event_loop_lag), name="loop-lag"))
 
     async def stop_polling(self) -> None:
         for task in self._tasks:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +20,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from discobridge.aws_budget import AWS_BUCKETS, TokenBucket, bucket_of
+from discobridge.aws_loop import AwsLoop
 from discobridge.config import AwsConfig
 from discobridge.metrics import Metrics
 
@@ -39,7 +42,26 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     ),
     "ec2": frozenset({"DescribeInstances"}),
     "servicediscovery": frozenset({"ListNamespaces", "ListServices", "DiscoverInstances"}),
+    # The shared snapshot ([snapshot] path = "s3://bucket/key"): that one object only.
+    "s3": frozenset({"GetObject", "PutObject"}),
 }
+
+# Set by a group of calls (sources.base.gather_kept) once one of them failed: the calls of the
+# group not sent yet are dropped and give their budget back, those in flight finish.
+_ABANDON: ContextVar[asyncio.Event | None] = ContextVar("discobridge_abandon", default=None)
+ABANDONED = "Abandoned"
+
+
+@contextlib.contextmanager
+def abandoning_unsent_calls(signal: asyncio.Event) -> Iterator[None]:
+    """Calls started (as tasks) inside this block are dropped before they are sent once
+    `signal` is set."""
+    token = _ABANDON.set(signal)
+    try:
+        yield
+    finally:
+        _ABANDON.reset(token)
+
 
 _THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException"})
 
@@ -50,6 +72,49 @@ class AwsCallError(Exception):
     def __init__(self, operation: str, code: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation, self.code, self.retryable = operation, code, retryable
+
+
+def keep_only(model: Any, operations: Iterable[str]) -> None:
+    """Drop from a loaded botocore service model every operation (and every shape only they use)
+    that discobridge never calls. botocore keeps the whole model in memory for the process's life:
+    EC2's has hundreds of operations and thousands of shapes, about 10 MB, of which
+    DescribeInstances needs a few dozen. The model is the loader's cached one, so every client of
+    the service made later shares the smaller model. Best effort: a model of another shape is kept."""
+    try:
+        description = model._service_description
+        all_operations, shapes = description["operations"], description["shapes"]
+        kept = {name: all_operations[name] for name in operations}
+    except (AttributeError, KeyError, TypeError):
+        return
+    needed: set[str] = set()
+    pending = [
+        ref["shape"]
+        for op in kept.values()
+        for ref in (op.get("input"), op.get("output"), *op.get("errors", ()))
+        if ref
+    ]
+    while pending:
+        name = pending.pop()
+        if name in needed or name not in shapes:
+            continue
+        needed.add(name)
+        shape = shapes[name]
+        pending += [member["shape"] for member in shape.get("members", {}).values()]
+        pending += [shape[part]["shape"] for part in ("member", "key", "value") if part in shape]
+    all_operations.clear()
+    all_operations.update(kept)
+    for name in [name for name in shapes if name not in needed]:
+        del shapes[name]
+
+
+async def _complete(method: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """One call on the AWS loop, with a streamed body (S3) read there too: it belongs to that loop."""
+    response: dict[str, Any] = await method(**params)
+    body = response.get("Body")
+    if body is not None and hasattr(body, "read"):
+        async with body:
+            response["Body"] = await body.read()
+    return response
 
 
 class AwsClients:
@@ -65,6 +130,7 @@ class AwsClients:
         max_attempts: int = 3,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
+        call_timeout_s: float | None = None,
         services: Iterable[str] = ("ecs", "ec2", "servicediscovery"),
         backoff_s: float = 0.1,
         backoff_cap_s: float = 5.0,
@@ -77,7 +143,7 @@ class AwsClients:
         self._max_attempts = max(1, max_attempts)
         # Each attempt is bounded as a whole (a server trickling bytes defeats a read timeout);
         # time spent waiting for budget or a free slot is not part of it.
-        self._attempt_timeout_s = connect_timeout_s + read_timeout_s + 5.0
+        self._attempt_timeout_s = call_timeout_s or connect_timeout_s + read_timeout_s + 5.0
         self._services = tuple(services)
         self._backoff_s, self._backoff_cap_s = backoff_s, backoff_cap_s
         share = config.api_rate_fraction
@@ -96,11 +162,22 @@ class AwsClients:
         )
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
+        self._loop = AwsLoop()
 
     async def __aenter__(self) -> AwsClients:
+        self._loop.start()
+        try:
+            await self._loop.run(self._open())
+        except BaseException:
+            self._loop.stop()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        """Create the clients (on the AWS loop: their connections belong to it)."""
         credentials = self._local_endpoint_credentials()
         for service in self._services:
-            self._clients[service] = await self._stack.enter_async_context(
+            self._clients[service] = client = await self._stack.enter_async_context(
                 self._session.create_client(
                     service,
                     region_name=self._config.region,
@@ -109,12 +186,15 @@ class AwsClients:
                     **credentials,
                 )
             )
-        return self
+            keep_only(client.meta.service_model, OPERATIONS[service])
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._stack.aclose()
+        try:
+            await self._loop.run(self._stack.aclose())
+        finally:
+            self._loop.stop()
 
     def _local_endpoint_credentials(self) -> dict[str, str]:
         # moto and LocalStack accept any key. Without one in the environment, the standard chain
@@ -133,8 +213,12 @@ class AwsClients:
         method = getattr(self._clients[service], xform_name(operation))
         bucket_name = bucket_of(operation)
         bucket = self._buckets[bucket_name]
+        abandon = _ABANDON.get()
         for attempt in range(1, self._max_attempts + 1):
-            await self._take_token(bucket, bucket_name)
+            await self._take_token(bucket, bucket_name, abandon)
+            if abandon is not None and abandon.is_set():
+                bucket.refund()
+                raise AwsCallError(operation, ABANDONED, "not sent: another call of the same refresh failed")
             try:
                 response: dict[str, Any] = await self._attempt(method, operation, params)
             except AwsCallError as exc:
@@ -151,15 +235,20 @@ class AwsClients:
                 return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _take_token(self, bucket: TokenBucket, bucket_name: str) -> None:
-        """Wait for this call's share of the budget; a call cancelled while waiting gives its
-        token back, so cancelled work never leaves the next attempt deeper in debt."""
+    async def _take_token(self, bucket: TokenBucket, bucket_name: str, abandon: asyncio.Event | None) -> None:
+        """Wait for this call's share of the budget (or until its group is abandoned); a call
+        cancelled while waiting gives its token back, so cancelled work never leaves the next
+        attempt deeper in debt."""
         wait_s = bucket.reserve(time.monotonic())
         if not wait_s:
             return
         started = time.monotonic()
         try:
-            await asyncio.sleep(wait_s)
+            if abandon is None:
+                await asyncio.sleep(wait_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(abandon.wait(), timeout=wait_s)
         except asyncio.CancelledError:
             bucket.refund()
             raise
@@ -173,7 +262,7 @@ class AwsClients:
             async with self._slots:
                 started = time.monotonic()
                 async with asyncio.timeout(self._attempt_timeout_s):
-                    response: dict[str, Any] = await method(**params)
+                    response: dict[str, Any] = await self._loop.run(_complete(method, params))
                 return response
         except ClientError as exc:
             error = exc.response.get("Error", {})

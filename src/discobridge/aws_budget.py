@@ -33,6 +33,8 @@ AWS_BUCKETS: Mapping[str, AwsBucket] = {
     "cloudmap-discover": AwsBucket(2000, 1000, frozenset({"DiscoverInstances"})),
     # AWS publishes no figure for Cloud Map's control plane; these two calls are rare (per poll).
     "cloudmap-read": AwsBucket(20, 5, frozenset({"ListNamespaces", "ListServices"})),
+    # S3: 3,500 writes and 5,500 reads per second per prefix; the snapshot costs one per 10 s.
+    "s3-object": AwsBucket(3500, 3500, frozenset({"GetObject", "PutObject"})),
 }
 
 

@@ -6,6 +6,7 @@ import difflib
 import errno
 import ipaddress
 import math
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -31,7 +32,8 @@ class BindError(Exception):
 
     @classmethod
     def of(cls, key: str, address: object, exc: OSError) -> BindError:
-        reason = exc.strerror or str(exc)
+        # os.strerror: libraries (aiohttp) wrap the system's words in their own.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         if exc.errno == errno.EACCES:
             reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         elif exc.errno == errno.EADDRINUSE:

@@ -40,26 +40,36 @@ class Saved:
     caches: dict[str, Any] = field(default_factory=dict)
 
 
+# Endpoints per json.dumps call: each call holds the interpreter until it returns, so a large
+# estate is written in short steps, never one long one that DNS and HTTP would wait behind.
+_ENCODE_CHUNK = 256
+
+
 def encode(
     saved: Saved, *, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time
 ) -> bytes:
     """The document for `saved`, its times turned to wall-clock seconds."""
     offset = wall_clock() - clock()
-    document = {
-        "format": FORMAT,
-        "written_at": wall_clock(),
-        "partitions": [
-            {
-                **{name: getattr(key, name) for name in _KEY_TEXT},
-                "refreshed_at": result.refreshed_at + offset,
-                "warnings": list(result.warnings),
-                "endpoints": [_endpoint(e) for e in result.endpoints],
-            }
-            for key, result in sorted(saved.partitions.items())
-        ],
-        "caches": saved.caches,
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
+    chunks = [
+        b'{"format":%d,"written_at":%s,"caches":' % (FORMAT, json.dumps(wall_clock()).encode()),
+        json.dumps(saved.caches, separators=(",", ":")).encode(),
+        b',"partitions":[',
+    ]
+    for index, (key, result) in enumerate(sorted(saved.partitions.items())):
+        head = {
+            **{name: getattr(key, name) for name in _KEY_TEXT},
+            "refreshed_at": result.refreshed_at + offset,
+            "warnings": list(result.warnings),
+        }
+        chunks.append((b"," if index else b"") + json.dumps(head, separators=(",", ":")).encode()[:-1])
+        chunks.append(b',"endpoints":[')
+        endpoints = result.endpoints
+        for start in range(0, len(endpoints), _ENCODE_CHUNK):
+            batch = [_endpoint(e) for e in endpoints[start : start + _ENCODE_CHUNK]]
+            chunks.append((b"," if start else b"") + json.dumps(batch, separators=(",", ":")).encode()[1:-1])
+        chunks.append(b"]}")
+    chunks.append(b"]}")
+    return b"".join(chunks)
 
 
 def decode(

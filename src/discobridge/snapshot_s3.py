@@ -47,8 +47,7 @@ class S3Snapshot:
                 self._etag = None
                 return None
             raise
-        async with response["Body"] as body:
-            data: bytes = await body.read()
+        data: bytes = response["Body"]  # read whole on the AWS loop by AwsClients
         self._etag = response.get("ETag")
         return data
 

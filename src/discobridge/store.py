@@ -43,8 +43,10 @@ class SnapshotStore:
         scopes: Mapping[str, str] | None = None,
         startup_wait_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        after_build: Callable[[], None] | None = None,
     ) -> None:
         self._renderers = tuple(renderers)
+        self._after_build = after_build  # run on the build's thread once a build is done
         self._clock = clock
         self._startup_wait_s = startup_wait_s
         # Per scope (a source in one account and region, named for people in `scopes`): its
@@ -204,6 +206,7 @@ class SnapshotStore:
             batch = set(self._dirty)
             waiting = {k: self._waiting.pop(k, []) for k in batch}  # those who sent these results
             results = self._with(self._built, batch)
+            started = time.perf_counter()
             try:
                 snapshot = await asyncio.to_thread(self._build, results)
             except Exception as exc:  # noqa: BLE001 - a renderer bug must not stop the daemon
@@ -218,6 +221,13 @@ class SnapshotStore:
             self._dirty -= {k for k in batch if self._results.get(k) is results.get(k)}
             self._built = results
             self._swap(snapshot)
+            log.info(
+                "snapshot_published",
+                generation=snapshot.generation,
+                partitions=len(batch),
+                services=len(snapshot.services),
+                duration_s=round(time.perf_counter() - started, 3),
+            )
             for futures in waiting.values():
                 _settle(futures, ok=True)
 
@@ -262,7 +272,12 @@ class SnapshotStore:
             _settle(self._waiting.pop(key, []), ok=ok)
 
     def _build(self, results: Mapping[PartitionKey, PartitionResult]) -> Snapshot:
-        return build_snapshot(results, self.generation + 1, self._clock(), self._renderers, self.current, self._merger)
+        snapshot = build_snapshot(
+            results, self.generation + 1, self._clock(), self._renderers, self.current, self._merger
+        )
+        if self._after_build is not None:
+            self._after_build()
+        return snapshot
 
     def _swap(self, snapshot: Snapshot) -> None:
         first = self.current is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +16,10 @@ import pytest
 from aiobotocore.session import AioSession
 
 from discobridge.app import Daemon
+from discobridge.aws import AwsClients
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
+from discobridge.metrics import Metrics
 from tests.conftest import daemon_get, make_config
 from tests.helpers import PROD, FakeClock
 
@@ -277,3 +280,23 @@ async def test_calls_wait_for_the_budget_when_it_is_spent(
             "discobridge_aws_token_wait_seconds_total", {"bucket": "ecs-cluster-resource-read"}
         )
     assert waited is not None and waited > 1.0
+
+
+async def test_a_call_cancelled_while_waiting_for_budget_gives_its_token_back(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.cluster("prod")
+    # 5% of the cluster-resource bucket: a burst of 5, then one call per second.
+    config = make_config(fake_aws.url, aws={"api_rate_fraction": 0.05})
+    async with AwsClients(config=config.aws, metrics=Metrics.create(), session=aio_session, max_attempts=1) as aws:
+        for _ in range(5):
+            await aws.call("ecs", "ListTasks", cluster="prod")
+        waiting = [asyncio.create_task(aws.call("ecs", "ListTasks", cluster="prod")) for _ in range(5)]
+        await asyncio.sleep(0.1)  # all five are waiting for tokens 1 to 5 s away
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        started = asyncio.get_running_loop().time()
+        await aws.call("ecs", "ListTasks", cluster="prod")
+        # Without the refunds this call would queue behind the five cancelled ones (6 s).
+        assert asyncio.get_running_loop().time() - started < 1.5

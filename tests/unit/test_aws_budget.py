@@ -30,3 +30,11 @@ def test_every_operation_we_call_draws_on_exactly_one_aws_bucket() -> None:
     assert sorted(budgeted) == sorted(ours)
     assert bucket_of("DescribeTasks") == bucket_of("ListTasks") == "ecs-cluster-resource-read"
     assert (AWS_BUCKETS["ecs-cluster-resource-read"].burst, AWS_BUCKETS["ecs-cluster-resource-read"].per_s) == (100, 20)
+
+
+def test_a_refunded_token_is_there_for_the_next_caller() -> None:
+    bucket = TokenBucket(burst=1, per_s=1, now=0.0)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == 1.0  # this caller is cancelled while it waits...
+    bucket.refund()
+    assert bucket.reserve(0.0) == 1.0  # ...so the next waits one token, not two

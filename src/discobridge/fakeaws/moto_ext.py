@@ -17,7 +17,7 @@ from typing import Any
 import moto
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
-from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.exceptions import ClusterNotFoundException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
@@ -38,6 +38,8 @@ def install() -> None:
     # Real tasks change state when the agent reports it, not each time someone describes them.
     Task.advance = lambda self: None  # type: ignore[method-assign]
     EC2ContainerServiceBackend.submit_task_state_change = _backend_submit_task_state_change  # type: ignore[attr-defined]
+    EC2ContainerServiceBackend.list_tasks = _list_tasks_of_one_cluster(EC2ContainerServiceBackend.list_tasks)  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.list_clusters = _active_clusters  # type: ignore[method-assign]
     responses: Any = EC2ContainerServiceResponse
     responses.submit_task_state_change = _respond_submit_task_state_change
     responses.submit_container_state_change = _respond_submit_container_state_change
@@ -49,6 +51,28 @@ def install() -> None:
     cloudmap: Any = ServiceDiscoveryResponse
     cloudmap.list_services = _list_services
     cloudmap.list_namespaces = _list_namespaces
+
+
+def _list_tasks_of_one_cluster(original: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """ListTasks of exactly one cluster (moto matches "prod" inside "batch-prod"); a deleted
+    (INACTIVE) cluster is not found, as ECS answers."""
+
+    @functools.wraps(original)
+    def list_tasks(self: Any, cluster_str: str | None = None, *args: Any, **kw: Any) -> list[Any]:
+        tasks = original(self, cluster_str, *args, **kw)
+        if not cluster_str:
+            return tasks
+        cluster = self._get_cluster(cluster_str)
+        if cluster.status == "INACTIVE":
+            raise ClusterNotFoundException
+        return [t for t in tasks if t.cluster_arn.rsplit("/", 1)[-1] == cluster.name]
+
+    return list_tasks
+
+
+def _active_clusters(self: Any) -> list[str]:
+    """ListClusters lists clusters that exist: a deleted one is INACTIVE and no longer listed."""
+    return [cluster.arn for cluster in self.clusters.values() if cluster.status != "INACTIVE"]
 
 
 def _now() -> datetime:

@@ -41,6 +41,8 @@ _EC2_ERROR = (
 @dataclass
 class _Fault:
     remaining: int | None
+    match: str = ""  # only requests whose body contains this (a cluster's name, say)
+    after: int = 0  # let this many matching requests through first
     code: str = ""  # an AWS error to answer with
     status: int = 500
     message: str = ""
@@ -66,11 +68,15 @@ class Faults:
         status: int = 500,
         message: str = "injected fault",
         times: int | None = None,
+        match: str = "",
+        after: int = 0,
     ) -> None:
-        self._set(operation, _Fault(times, code=code, status=status, message=message))
+        """Answer `operation` with an AWS error: `times` times (None: until cleared), only for
+        requests whose body contains `match`, after letting `after` of them through."""
+        self._set(operation, _Fault(times, match, after, code=code, status=status, message=message))
 
-    def delay(self, operation: str, seconds: float, *, times: int | None = None) -> None:
-        self._set(operation, _Fault(times, delay_s=seconds))
+    def delay(self, operation: str, seconds: float, *, times: int | None = None, match: str = "") -> None:
+        self._set(operation, _Fault(times, match, delay_s=seconds))
 
     def drop(self, operation: str, *, times: int | None = None) -> None:
         self._set(operation, _Fault(times, drop=True))
@@ -91,8 +97,8 @@ class Faults:
 
     def wrap(self, app: Wsgi) -> Wsgi:
         def faulty(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-            operation, is_query = _operation(environ)
-            fault = self._take(operation)
+            operation, is_query, request = _operation(environ)
+            fault = self._take(operation, request)
             if fault is None:
                 return app(environ, start_response)
             if fault.delay_s:
@@ -115,11 +121,14 @@ class Faults:
 
         return faulty
 
-    def _take(self, operation: str) -> _Fault | None:
+    def _take(self, operation: str, body: str) -> _Fault | None:
         with self._lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
             fault = self._faults.get(operation)
-            if fault is None:
+            if fault is None or fault.match not in body:
+                return None
+            if fault.after > 0:
+                fault.after -= 1
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1
@@ -153,16 +162,22 @@ def _rewritten(
     return [body]
 
 
-def _operation(environ: dict[str, Any]) -> tuple[str, bool]:
-    """The AWS operation a request names: X-Amz-Target (JSON APIs) or Action= (EC2's query API)."""
+def _operation(environ: dict[str, Any]) -> tuple[str, bool, str]:
+    """The AWS operation a request names (X-Amz-Target for the JSON APIs, Action= for EC2's
+    query API; S3 is named by method), whether it is a query-API call, and its body."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    body = raw.decode("utf-8", "replace")
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
-        return target.rsplit(".", 1)[-1], False
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
-    return action, True
+        return target.rsplit(".", 1)[-1], False, body
+    action = parse_qs(body).get("Action", [""])[0]
+    return action or _S3_OPERATIONS.get(environ.get("REQUEST_METHOD", ""), ""), bool(action), body
+
+
+# The S3 calls discobridge makes, by HTTP method (the REST API names operations no other way).
+_S3_OPERATIONS = {"GET": "GetObject", "PUT": "PutObject"}
 
 
 class _QuietHandler(MotoRequestHandler):

@@ -8,6 +8,7 @@ Spring's client reads error bodies and fails on anything it cannot parse.
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,12 @@ from aiohttp import web
 
 from discobridge.frontends.keys import METRICS, STORE
 from discobridge.render.eureka import EUREKA, RETENTION_S, EurekaDocuments, Instance, delta, empty_documents
-from discobridge.render.eureka_wire import Representations, assemble, reconcile_hash, single
+from discobridge.render.eureka_wire import Representations, assemble_json, assemble_xml, reconcile_hash, single
 
 PREFIXES = ("/eureka", "/eureka/v2")
 _DELTA_CACHE = web.AppKey("eureka_delta", dict)
 _VIP_CACHE = web.AppKey("eureka_vips", dict)
+_XML_CACHE = web.AppKey("eureka_plain_xml", dict)
 _WRITES = web.AppKey("eureka_writes", Counter)
 _EMPTY = web.AppKey("eureka_empty", EurekaDocuments)
 _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("eureka_wall_clock")
@@ -30,6 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def add_routes(app: web.Application, wall_clock: Callable[[], float] = time.time) -> None:
     app[_DELTA_CACHE] = {}
     app[_VIP_CACHE] = {}
+    app[_XML_CACHE] = {}
     app[_CLOCK] = wall_clock
     app[_WRITES] = Counter()
     # Before the first poll: an empty registry, never an error (py-eureka-client would stop for good).
@@ -81,6 +84,8 @@ def _send(request: web.Request, representations: Representations) -> web.Respons
         (False, True): representations.xml_gzip,
         (False, False): representations.xml,
     }[(wants_json, wants_gzip)]
+    if body is None:
+        body = _unpacked_xml(request, representations)
     etag = f'"{representations.etag}-{"j" if wants_json else "x"}{"z" if wants_gzip else ""}"'
     headers = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
     if etag in request.headers.get("If-None-Match", ""):
@@ -89,6 +94,17 @@ def _send(request: web.Request, representations: Representations) -> web.Respons
         headers["Content-Encoding"] = "gzip"
     content_type = "application/json" if wants_json else "application/xml"
     return web.Response(body=body, headers={**headers, "Content-Type": content_type})
+
+
+def _unpacked_xml(request: web.Request, representations: Representations) -> bytes:
+    """The full registry's XML for a client that takes no gzip (rare: py-eureka-client, the XML
+    client, asks for gzip): unpacked once per registry version and kept for the next such client."""
+    cache = request.app[_XML_CACHE]
+    if cache.get("etag") != representations.etag:
+        cache.clear()
+        cache["etag"], cache["xml"] = representations.etag, gzip.decompress(representations.xml_gzip)
+    xml: bytes = cache["xml"]
+    return xml
 
 
 def _not_found() -> web.Response:
@@ -163,7 +179,9 @@ async def handle_vip(request: web.Request) -> web.Response:
         cache["version"] = docs.version
     if app not in cache:
         hashcode = reconcile_hash(i.status for i in instances)
-        cache[app] = Representations.of(*assemble(docs.version, hashcode, [docs.block_bytes(app)])[:2])
+        json_block, xml_block = docs.block_bytes(app)
+        as_json = assemble_json(docs.version, hashcode, [json_block])[0]
+        cache[app] = Representations.of(as_json, assemble_xml(docs.version, hashcode, [xml_block]))
     return _send(request, cache[app])
 
 

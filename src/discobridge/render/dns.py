@@ -5,18 +5,19 @@ client's id, flags and question (in the client's own case) in front of them. Eve
 is owned by the question's name, so its owner is the pointer 0xC00C to offset 12 whatever the
 name: one endpoint's record bytes serve every name it appears under, and pre-rotated orders are
 concatenations. Names in record data are written in full, never compressed, so the bytes are the
-same wherever they land. dnslib packs the record data.
+same wherever they land. Record data is packed here (A, AAAA, TXT, SRV and SOA are a few fixed
+fields each); dnspython and dig check it in the tests.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import structlog
-from dnslib import AAAA, SRV, TXT, A, DNSBuffer
 
 from discobridge.model import Endpoint, Service, normalize_service_name
 from discobridge.render import ViewKey
@@ -140,27 +141,38 @@ class DnsRenderer:
         self._per_service = PerService(self._render_service)
 
     def __call__(self, services: Mapping[str, Service], generation: int, previous: DnsAnswers | None) -> DnsAnswers:
-        names: dict[bytes, dict[int, Answer]] = {}
-        for rendered in self._per_service(services).values():
+        names: dict[bytes, Mapping[int, Answer]] = {}
+        parents: set[bytes] = set()
+        for rendered, above in self._per_service(services).values():
             names.update(rendered)
+            parents |= above
         apex = wire_name(self._zone)
         soa = self._soa_rdata(generation & 0xFFFFFFFF)
-        names[apex] = {
-            SOA_TYPE: _single(self._record(_QUESTION, SOA_TYPE, soa)),
-            NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(f"ns.{self._zone}"))),
-        }
+        names[apex] = MappingProxyType(
+            {
+                SOA_TYPE: _single(self._record(_QUESTION, SOA_TYPE, soa)),
+                NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(f"ns.{self._zone}"))),
+            }
+        )
         # The SOA for NXDOMAIN and NODATA goes in the authority section under the zone's name.
         negative = (self._record(apex, SOA_TYPE, soa),)
-        for empty in _empty_non_terminals(names, apex):
-            names[empty] = {}
+        for empty in parents - names.keys():
+            names[empty] = _NOTHING
         return DnsAnswers(
             zone=apex,
-            names=MappingProxyType({k: MappingProxyType(v) for k, v in names.items()}),
+            names=MappingProxyType(names),
             nodata=Answer(NOERROR, authority=negative),
             nxdomain=Answer(NXDOMAIN, authority=negative),
         )
 
-    def _render_service(self, service: Service) -> dict[bytes, dict[int, Answer]]:
+    def _render_service(self, service: Service) -> tuple[dict[bytes, Mapping[int, Answer]], set[bytes]]:
+        """A service's names with their answers, and the names above them (empty non-terminals
+        unless another name takes them: RFC 8020, NODATA rather than NXDOMAIN)."""
+        names = self._service_names(service)
+        apex = wire_name(self._zone)
+        return {k: MappingProxyType(v) for k, v in names.items()}, _empty_non_terminals(names, apex)
+
+    def _service_names(self, service: Service) -> dict[bytes, dict[int, Answer]]:
         zone, name = self._zone, service.name
         if not _valid_name(f"_{name}._tcp.{zone}") or not _valid_name(f"{_LONGEST_LABEL}.{name}.{zone}"):
             # A name DNS cannot carry (a label over 63 bytes, a name over 255) is left out of DNS
@@ -183,14 +195,14 @@ class DnsRenderer:
 
     def _endpoint_records(self, endpoint: Endpoint, target: str) -> _EndpointRecords:
         ip = endpoint.host_ip
-        address_type, address = (AAAA_TYPE, AAAA(ip)) if ":" in ip else (A_TYPE, A(ip))
-        address_data = _rdata(address)
-        # SRV's target is never compressed (RFC 2782); dnslib writes it in full.
-        srv = _rdata(SRV(1, 1, endpoint.host_port, target))
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        address_type, address_data = (AAAA_TYPE if ":" in ip else A_TYPE), socket.inet_pton(family, ip)
+        # SRV's target is never compressed (RFC 2782): priority, weight, port, the full name.
+        srv = struct.pack("!HHH", 1, 1, endpoint.host_port) + wire_name(target)
         return _EndpointRecords(
             address_type=address_type,
             address=self._record(_QUESTION, address_type, address_data),
-            txt=self._record(_QUESTION, TXT_TYPE, _rdata(TXT(endpoint.address))),
+            txt=self._record(_QUESTION, TXT_TYPE, _character_string(endpoint.address)),
             srv=self._record(_QUESTION, SRV_TYPE, srv),
             glue=self._record(wire_name(target), address_type, address_data),
         )
@@ -205,10 +217,10 @@ class DnsRenderer:
         return names + struct.pack("!5I", serial, 60, 30, 3600, self._ttl)
 
 
-def _rdata(record: A | AAAA | TXT | SRV) -> bytes:
-    buffer = DNSBuffer()
-    record.pack(buffer)
-    return bytes(buffer.data)
+def _character_string(text: str) -> bytes:
+    """One <character-string> (RFC 1035 3.3): a length byte, then at most 255 bytes."""
+    data = text.encode()[:255]
+    return bytes([len(data)]) + data
 
 
 def _single(record: bytes) -> Answer:
@@ -243,6 +255,7 @@ def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
 
 
 _LONGEST_LABEL = "x" * 63  # the longest SRV target label: a service must leave room for it
+_NOTHING: Mapping[int, Answer] = MappingProxyType({})
 
 
 def _valid_name(name: str) -> bool:

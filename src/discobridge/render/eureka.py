@@ -20,11 +20,13 @@ from discobridge.render import ViewKey
 from discobridge.render.eureka_wire import (
     Block,
     Buffer,
+    Compressed,
     EurekaPaths,
     Piece,
     Representations,
     application_block,
-    assemble,
+    assemble_json,
+    compressed_registry,
     encode_instance,
     reconcile_hash,
     registry,
@@ -71,22 +73,23 @@ class EurekaDocuments:
     services: Mapping[str, Service]  # what each application was rendered from
 
     def pieces(self, instances: Iterable[Instance]) -> list[Piece]:
-        """The encoded instances (actionType ADDED), as slices of the registry document."""
-        as_json, as_xml = memoryview(self.apps.json), memoryview(self.apps.xml)
+        """The encoded instances (actionType ADDED): JSON as slices of the registry document,
+        XML out of their application's compressed block."""
+        as_json = memoryview(self.apps.json)
+        xml_of: dict[str, memoryview] = {}
         found: list[Piece] = []
         for instance in instances:
             block = self.blocks[instance.app]
+            if instance.app not in xml_of:
+                xml_of[instance.app] = memoryview(block.compressed.xml.plain())
             j, jn, x, xn = block.locations[instance.instance_id]
-            j, x = j + block.json_at, x + block.xml_at
-            found.append((as_json[j : j + jn], as_xml[x : x + xn]))
+            found.append((as_json[block.json_at + j : block.json_at + j + jn], xml_of[instance.app][x : x + xn]))
         return found
 
     def block_bytes(self, app: str) -> tuple[Buffer, Buffer]:
+        """One application's JSON and XML (as served in the registry)."""
         block = self.blocks[app]
-        return (
-            memoryview(self.apps.json)[block.json_at : block.json_at + block.json_len],
-            memoryview(self.apps.xml)[block.xml_at : block.xml_at + block.xml_len],
-        )
+        return memoryview(self.apps.json)[block.json_at : block.json_at + block.json_len], block.compressed.xml.plain()
 
 
 EUREKA: ViewKey[EurekaDocuments] = ViewKey("eureka")
@@ -98,8 +101,8 @@ class _Application:
 
     instances: tuple[Instance, ...]
     json: Buffer
-    xml: Buffer
     locations: Mapping[str, tuple[int, int, int, int]]
+    compressed: Compressed
 
 
 class EurekaRenderer:
@@ -120,9 +123,10 @@ class EurekaRenderer:
         for name, service in sorted(services.items()):
             app = name.upper()
             if previous is not None and previous.services.get(name) is service:
-                json_block, xml_block = previous.block_bytes(app)  # nothing in it changed
+                block = previous.blocks[app]  # nothing in it changed: its bytes and compressed forms too
+                json_block = memoryview(previous.apps.json)[block.json_at : block.json_at + block.json_len]
                 applications[app] = _Application(
-                    previous.applications[app], json_block, xml_block, previous.blocks[app].locations
+                    previous.applications[app], json_block, block.locations, block.compressed
                 )
             else:
                 applications[app] = self._application(name, service, previous, now, changes)
@@ -155,7 +159,7 @@ class EurekaRenderer:
         for old, piece in known.values():  # instances no longer in the service
             changes.append(Change(now, "DELETED", app, old.instance_id, with_action(piece, "DELETED")))
         as_json, as_xml, locations = application_block(app, pieces)
-        return _Application(tuple(instances), as_json, as_xml, MappingProxyType(locations))
+        return _Application(tuple(instances), as_json, MappingProxyType(locations), Compressed.of(as_json, as_xml))
 
     def _instance(
         self, name: str, endpoint: Endpoint, known: tuple[Instance, Piece] | None, now: float
@@ -192,15 +196,16 @@ def documents(
     """The full registry and the delta of `changes` still within the retention window at `now`."""
     statuses: Counter[str] = Counter(i.status for a in applications.values() for i in a.instances)
     hashcode = reconcile_hash(statuses.elements())
-    as_json, as_xml, starts = assemble(version, hashcode, [(a.json, a.xml) for a in applications.values()])
+    as_json, starts = assemble_json(version, hashcode, [a.json for a in applications.values()])
     blocks = {
-        app: Block(j, len(a.json), x, len(a.xml), a.locations)
-        for (app, a), (j, x) in zip(applications.items(), starts, strict=True)
+        app: Block(at, len(a.json), a.locations, a.compressed)
+        for (app, a), at in zip(applications.items(), starts, strict=True)
     }
+    apps = compressed_registry(version, hashcode, as_json, [(a.json, a.compressed) for a in applications.values()])
     return EurekaDocuments(
         version=version,
         hashcode=hashcode,
-        apps=Representations.of(as_json, as_xml),
+        apps=apps,
         delta=delta(version, hashcode, changes, now),
         changes=changes,
         applications=MappingProxyType({app: a.instances for app, a in applications.items()}),
@@ -225,4 +230,4 @@ def delta(version: int, hashcode: str, changes: Iterable[Change], now: float) ->
     grouped: dict[str, list[Piece]] = {}
     for (app, _), change in last.items():
         grouped.setdefault(app, []).append(change.piece)
-    return Representations.of(*registry(version, hashcode, sorted(grouped.items())))
+    return registry(version, hashcode, sorted(grouped.items()))

@@ -19,11 +19,12 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from discobridge.model import Endpoint, Health
+from discobridge.render.stitched_gzip import LEVEL, Part, stitch
 
 STATUS = {Health.HEALTHY: "UP", Health.UNHEALTHY: "DOWN", Health.DRAINING: "OUT_OF_SERVICE"}
 _DATA_CENTER = {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}
-# Spring's decoder knows the field as overriddenStatus; XStream writes the legacy element name.
-_XML_NAMES = {"overriddenStatus": "overriddenstatus"}
+# Spring's decoder knows the field as overriddenStatus; XStream writes the legacy element name
+# (overriddenstatus), as _instance_xml does.
 _XML_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
 Buffer = bytes | memoryview
@@ -85,7 +86,41 @@ def render_instance(
 def encode_instance(instance: dict[str, Any], action: str) -> tuple[bytes, bytes]:
     """The instance with its actionType, as JSON and as XML bytes."""
     full = {**instance, "actionType": action}
-    return json.dumps(full, separators=(",", ":")).encode(), _element("instance", full).encode()
+    return json.dumps(full, separators=(",", ":")).encode(), _instance_xml(full).encode()
+
+
+def _text(value: object) -> str:
+    """XML text of a value: escaped where it needs to be (most fields are addresses and names)."""
+    text = str(value)
+    return escape(text) if "&" in text or "<" in text or ">" in text else text
+
+
+def _instance_xml(i: dict[str, Any]) -> str:
+    """XStream's form of an instance (what `_element` writes for any dict), spelled out for the
+    fixed shape of render_instance: it runs once per changed instance, 10,000 times at a cold start."""
+    e, lease, port, secure = _text, i["leaseInfo"], i["port"], i["securePort"]
+    metadata = "".join(f"<{k}>{e(v)}</{k}>" for k, v in i["metadata"].items())
+    text = (
+        "instanceId", "hostName", "app", "ipAddr", "status",
+    )  # fmt: skip
+    head = "".join(f"<{k}>{e(i[k])}</{k}>" for k in text)
+    tail = "".join(
+        f"<{k}>{e(i[k])}</{k}>"
+        for k in ("homePageUrl", "statusPageUrl", "healthCheckUrl", "vipAddress", "secureVipAddress",
+                  "isCoordinatingDiscoveryServer", "lastUpdatedTimestamp", "lastDirtyTimestamp", "actionType")
+    )  # fmt: skip
+    data_center = i["dataCenterInfo"]
+    return (
+        f"<instance>{head}<overriddenstatus>{e(i['overriddenStatus'])}</overriddenstatus>"
+        f"<port enabled={quoteattr(port['@enabled'])}>{port['$']}</port>"
+        f"<securePort enabled={quoteattr(secure['@enabled'])}>{secure['$']}</securePort>"
+        f"<countryId>{i['countryId']}</countryId>"
+        f"<dataCenterInfo class={quoteattr(data_center['@class'])}>"
+        f"<name>{e(data_center['name'])}</name></dataCenterInfo>"
+        "<leaseInfo>"
+        + "".join(f"<{k}>{v}</{k}>" for k, v in lease.items())
+        + f"</leaseInfo><metadata>{metadata}</metadata>{tail}</instance>"
+    )
 
 
 def with_action(piece: Piece, action: str) -> Piece:
@@ -111,11 +146,13 @@ def reconcile_hash(statuses: Iterable[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Representations:
-    """One document in every form a client may ask for, each with its ETag."""
+    """One document in every form a client may ask for, each with its ETag. The full registry
+    keeps its XML compressed only (`xml` None): every XML client asks for gzip, and the rare one
+    that does not is served from it unpacked once (frontends.eureka)."""
 
     json: bytes
     json_gzip: bytes
-    xml: bytes
+    xml: bytes | None
     xml_gzip: bytes
     etag: str  # of the content; the frontend adds the form to it
 
@@ -127,14 +164,29 @@ class Representations:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One application's part of a registry document: where it lies, and where each of its
-    instances lies within it, as (json offset, length, xml offset, length) from its start."""
+    """One application's part of a registry document: where its JSON lies in the document, its
+    compressed forms, and where each of its instances lies within its own JSON and XML, as
+    (json offset, length, xml offset, length)."""
 
     json_at: int
     json_len: int
-    xml_at: int
-    xml_len: int
     locations: Mapping[str, tuple[int, int, int, int]]
+    compressed: Compressed
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """One application compressed on its own (its JSON with the comma that follows another
+    application's, its XML as it is) and a digest of it: reused while the application is
+    unchanged, so a change to one task compresses one application, not the registry."""
+
+    json: Part
+    xml: Part
+    digest: bytes
+
+    @classmethod
+    def of(cls, as_json: Buffer, as_xml: Buffer) -> Compressed:
+        return cls(Part.of(b"," + bytes(as_json)), Part.of(as_xml), hashlib.blake2b(as_json, digest_size=12).digest())
 
 
 def application_block(
@@ -154,11 +206,10 @@ def application_block(
     return as_json, as_xml, locations
 
 
-def assemble(
-    version: int, hashcode: str, blocks: Sequence[tuple[Buffer, Buffer]]
-) -> tuple[bytes, bytes, list[tuple[int, int]]]:
-    """An `applications` document from application blocks, in JSON and XML, and where each
-    block starts in each."""
+_JSON_TAIL, _XML_TAIL = b"]}}", b"</applications>"
+
+
+def _heads(version: int, hashcode: str) -> tuple[bytes, bytes]:
     json_head = (
         f'{{"applications":{{"versions__delta":{json.dumps(str(version))},'
         f'"apps__hashcode":{json.dumps(hashcode)},"application":['
@@ -170,22 +221,45 @@ def assemble(
             f"<apps__hashcode>{escape(hashcode)}</apps__hashcode>"
         ).encode()
     )
-    starts: list[tuple[int, int]] = []
-    json_at, xml_at = len(json_head), len(xml_head)
-    for as_json, as_xml in blocks:
-        starts.append((json_at, xml_at))
-        json_at += len(as_json) + 1
-        xml_at += len(as_xml)
-    as_json = json_head + b",".join(b[0] for b in blocks) + b"]}}"
-    as_xml = xml_head + b"".join(b[1] for b in blocks) + b"</applications>"
-    return as_json, as_xml, starts
+    return json_head, xml_head
 
 
-def registry(version: int, hashcode: str, applications: Iterable[tuple[str, Sequence[Piece]]]) -> tuple[bytes, bytes]:
+def assemble_json(version: int, hashcode: str, blocks: Sequence[Buffer]) -> tuple[bytes, list[int]]:
+    """The JSON `applications` document from application blocks, and where each block starts."""
+    head = _heads(version, hashcode)[0]
+    starts: list[int] = []
+    at = len(head)
+    for block in blocks:
+        starts.append(at)
+        at += len(block) + 1
+    return head + b",".join(blocks) + _JSON_TAIL, starts
+
+
+def assemble_xml(version: int, hashcode: str, blocks: Iterable[Buffer]) -> bytes:
+    return _heads(version, hashcode)[1] + b"".join(blocks) + _XML_TAIL
+
+
+def compressed_registry(
+    version: int, hashcode: str, as_json: bytes, blocks: Sequence[tuple[Buffer, Compressed]]
+) -> Representations:
+    """The full registry's Representations, its gzip forms stitched together from each
+    application's own compressed parts instead of compressing the whole again."""
+    json_head, xml_head = _heads(version, hashcode)
+    json_parts = [Part.of(json_head)]
+    if blocks:
+        json_parts.append(Part.of(blocks[0][0]))  # the first one has no comma before it
+        json_parts += [c.json for _, c in blocks[1:]]
+    json_parts.append(Part.of(_JSON_TAIL))
+    xml_parts = [Part.of(xml_head), *(c.xml for _, c in blocks), Part.of(_XML_TAIL)]
+    digest = hashlib.blake2b(json_head + b"".join(c.digest for _, c in blocks), digest_size=12).hexdigest()
+    return Representations(as_json, stitch(json_parts), None, stitch(xml_parts), digest)
+
+
+def registry(version: int, hashcode: str, applications: Iterable[tuple[str, Sequence[Piece]]]) -> Representations:
     """A small `applications` document (a delta, one VIP) straight from encoded instances."""
     blocks = [application_block(name, [(str(n), p) for n, p in enumerate(pieces)])[:2] for name, pieces in applications]
-    as_json, as_xml, _ = assemble(version, hashcode, blocks)
-    return as_json, as_xml
+    as_json, _ = assemble_json(version, hashcode, [b[0] for b in blocks])
+    return Representations.of(as_json, assemble_xml(version, hashcode, [b[1] for b in blocks]))
 
 
 def single(root: str, pieces: Sequence[Piece], name: str | None = None) -> tuple[bytes, bytes]:
@@ -197,19 +271,6 @@ def single(root: str, pieces: Sequence[Piece], name: str | None = None) -> tuple
     return as_json + b"]}}", _XML_HEAD + as_xml + b"</application>"
 
 
-def _element(name: str, value: object) -> str:
-    """XStream's form: `@x` keys become attributes, `$` the text, other keys child elements."""
-    tag = _XML_NAMES.get(name, name)
-    if not isinstance(value, dict):
-        return f"<{tag}>{escape(str(value))}</{tag}>"
-    attributes = "".join(f" {k[1:]}={quoteattr(str(v))}" for k, v in value.items() if k.startswith("@"))
-    if "$" in value:
-        return f"<{tag}{attributes}>{escape(str(value['$']))}</{tag}>"
-    children = "".join(_element(k, v) for k, v in value.items() if not k.startswith("@"))
-    return f"<{tag}{attributes}>{children}</{tag}>"
-
-
 def _gzip(body: bytes) -> bytes:
-    # mtime=0: the same body always compresses to the same bytes, so ETags stay stable. Level 3
-    # compresses a 5 MB registry in a third of level 6's time for 14% more bytes.
-    return gzip.compress(body, compresslevel=3, mtime=0)
+    # mtime=0: the same body always compresses to the same bytes, so ETags stay stable.
+    return gzip.compress(body, compresslevel=LEVEL, mtime=0)

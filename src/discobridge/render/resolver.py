@@ -103,13 +103,16 @@ def render_resolver(
 
 
 def _service_documents(service: Service) -> ServiceDocuments:
+    whole = document(render_service(service.name, service.endpoints))
+    by_cluster = {}
+    for cluster in service.clusters:
+        subset = [e for e in service.endpoints if e.cluster == cluster]
+        # A service in one cluster (the usual case) shares its document rather than copy it.
+        by_cluster[cluster] = (
+            whole if len(subset) == len(service.endpoints) else document(render_service(service.name, subset))
+        )
     return ServiceDocuments(
-        whole=document(render_service(service.name, service.endpoints)),
-        by_cluster=MappingProxyType(
-            {
-                cluster: document(render_service(service.name, [e for e in service.endpoints if e.cluster == cluster]))
-                for cluster in service.clusters
-            }
-        ),
+        whole=whole,
+        by_cluster=MappingProxyType(by_cluster),
         serving=tuple(e.address.encode() for e in service.serving),
     )

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from discobridge.aws import ABANDONED, abandoning_unsent_calls
 from discobridge.model import Endpoint, PartitionKey
 
 T = TypeVar("T")
@@ -97,6 +98,33 @@ async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
             first = first.exceptions[0]
         raise first from None
     return [task.result() for task in tasks]
+
+
+async def gather_kept(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently, keeping what each call learns: after the first failure, the calls not
+    sent yet are dropped (their budget given back) while those in flight finish, so no answer
+    AWS already sent is thrown away. Then that first failure is raised."""
+    failed = asyncio.Event()
+
+    async def watched(awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except Exception:
+            failed.set()
+            raise
+
+    with abandoning_unsent_calls(failed):
+        tasks = [asyncio.ensure_future(watched(a)) for a in awaitables]  # each copies the context
+    try:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        first = next((e for e in errors if getattr(e, "code", "") != ABANDONED), errors[0])
+        raise first
+    return outcomes  # type: ignore[return-value]
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from discobridge.aws import AwsClients
-from discobridge.sources.base import Progress, batches, gather_all
+from discobridge.sources.base import Progress, batches, gather_kept
 from discobridge.sources.ecs.fetch import fetch_container_instances, fetch_ec2_instances, fetch_task_definition
 from discobridge.sources.ecs.parse import ContainerFacts, DefinitionFacts, HostInfo, TaskFacts, definition_facts
 
@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 RETENTION_S = 3600.0
 _SWEEP_EVERY_S = 60.0
+# How often a partition whose tasks did not change still looks its entries up, so they count as
+# used: well within RETENTION_S.
+TOUCH_EVERY_S = 300.0
 
 
 class EcsCache:
@@ -36,6 +39,7 @@ class EcsCache:
         self._hosts: dict[str, HostInfo] = {}
         self._ec2_of: dict[str, str] = {}  # container instance -> EC2 id, until its host is described
         self._used: dict[str, float] = {}  # any key above -> when a task last needed it
+        self.revision = 0  # grows whenever a definition or host is learned or dropped
         self._swept_at = clock()
 
     def __len__(self) -> int:
@@ -58,7 +62,7 @@ class EcsCache:
         tasks = list(tasks)
         definitions = sorted({t.definition_arn for t in tasks} - self._definitions.keys())
         instances = sorted({t.container_instance for t in tasks if t.container_instance} - self._hosts.keys())
-        await gather_all(
+        await gather_kept(
             [
                 self._learn_hosts(aws, cluster, instances, progress),
                 *(self._learn_definition(aws, arn, progress) for arn in definitions),
@@ -70,14 +74,15 @@ class EcsCache:
         facts = definition_facts(await fetch_task_definition(aws, arn))
         self._definitions[arn] = facts
         self._used[arn] = self._clock()
+        self.revision += 1
         progress.add()
 
     async def _learn_hosts(self, aws: AwsClients, cluster: str, instances: Sequence[str], progress: Progress) -> None:
         unknown = [ci for ci in instances if ci not in self._ec2_of]
-        await gather_all(self._learn_ec2_ids(aws, cluster, batch, progress) for batch in batches(unknown))
+        await gather_kept(self._learn_ec2_ids(aws, cluster, batch, progress) for batch in batches(unknown))
         # ECS Anywhere hosts (mi-...) are not EC2 instances: EC2 would reject the whole call.
         by_ec2 = {self._ec2_of[ci]: ci for ci in instances if self._ec2_of.get(ci, "").startswith("i-")}
-        await gather_all(self._learn_ec2_hosts(aws, by_ec2, batch, progress) for batch in batches(sorted(by_ec2)))
+        await gather_kept(self._learn_ec2_hosts(aws, by_ec2, batch, progress) for batch in batches(sorted(by_ec2)))
 
     async def _learn_ec2_ids(self, aws: AwsClients, cluster: str, arns: Sequence[str], progress: Progress) -> None:
         for described in await fetch_container_instances(aws, cluster, arns):
@@ -100,6 +105,7 @@ class EcsCache:
             )
             self._ec2_of.pop(container_instance, None)
             self._used[container_instance] = self._clock()
+            self.revision += 1
             progress.add()
 
     def _sweep(self) -> None:
@@ -108,6 +114,7 @@ class EcsCache:
             return
         self._swept_at = now
         stale = {key for key, used in self._used.items() if now - used > RETENTION_S}
+        self.revision += bool(stale)
         for key in stale:
             self._definitions.pop(key, None)
             self._hosts.pop(key, None)
@@ -145,6 +152,7 @@ class EcsCache:
                 self._definitions[arn] = facts
                 self._used[arn] = now
                 loaded += 1
+        self.revision += 1
         for ci, raw in _items(data.get("hosts")):
             if isinstance(raw, Mapping) and all(
                 isinstance(raw.get(k), str) for k in ("instance_id", "private_ip", "az")

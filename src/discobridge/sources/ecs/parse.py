@@ -6,6 +6,7 @@ The public rules (README "How ECS maps to names and endpoints") live in `parse_t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _shared(value: Any) -> str:
+    """A string that many tasks hold equal (a status, a zone, a cluster or task-definition ARN),
+    kept once rather than once per task: the JSON decoder makes a new one for each."""
+    return sys.intern(value) if isinstance(value, str) else ""
+
+
 def _number(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -103,21 +110,21 @@ def task_facts(task: Mapping[str, Any]) -> TaskFacts | None:
     if not arn or not _text(task.get("taskDefinitionArn")):
         return None
     bindings = tuple(
-        Binding(_text(container.get("name")), _number(nb.get("containerPort")), _number(nb.get("hostPort")))
+        Binding(_shared(container.get("name")), _number(nb.get("containerPort")), _number(nb.get("hostPort")))
         for container in _dicts(task.get("containers"))
         for nb in _dicts(container.get("networkBindings"))
         if _number(nb.get("hostPort")) and _number(nb.get("containerPort")) and nb.get("protocol", "tcp") == "tcp"
     )
     return TaskFacts(
         arn=arn,
-        cluster_arn=_text(task.get("clusterArn")),
-        group=_text(task.get("group")),
-        definition_arn=_text(task.get("taskDefinitionArn")),
-        last_status=_text(task.get("lastStatus")),
-        desired_status=_text(task.get("desiredStatus")),
-        health=_text(task.get("healthStatus")),
-        az=_text(task.get("availabilityZone")),
-        container_instance=_text(task.get("containerInstanceArn")),
+        cluster_arn=_shared(task.get("clusterArn")),
+        group=_shared(task.get("group")),
+        definition_arn=_shared(task.get("taskDefinitionArn")),
+        last_status=_shared(task.get("lastStatus")),
+        desired_status=_shared(task.get("desiredStatus")),
+        health=_shared(task.get("healthStatus")),
+        az=_shared(task.get("availabilityZone")),
+        container_instance=_shared(task.get("containerInstanceArn")),
         version=_number(task.get("version")),
         eni_ip=_task_eni_ip(task),
         bindings=bindings,

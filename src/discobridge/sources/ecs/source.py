@@ -18,7 +18,7 @@ from discobridge.aws import AwsCallError, AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, PartitionKey, scope_id
 from discobridge.sources.base import Progress, Refreshed
-from discobridge.sources.ecs.cache import EcsCache
+from discobridge.sources.ecs.cache import TOUCH_EVERY_S, EcsCache
 from discobridge.sources.ecs.fetch import fetch_cluster_arns, fetch_cluster_statuses, fetch_draining_instances
 from discobridge.sources.ecs.parse import SOURCE, DefinitionFacts, HostInfo, TaskFacts, last_segment, parse_task
 from discobridge.sources.ecs.tasks import ClusterTasks
@@ -56,6 +56,10 @@ class ClusterPartition:
         self._parsed: dict[str, _Parsed] = {}
         self._endpoints: tuple[Endpoint, ...] = ()
         self._missing = False
+        self._clock = clock
+        # What the last parse saw: when nothing of it changed, the endpoints are the same.
+        self._parsed_from: tuple[int, int, frozenset[str]] | None = None
+        self._touched_at = -float("inf")
 
     async def refresh(self) -> Refreshed:
         try:
@@ -87,7 +91,13 @@ class ClusterPartition:
         return Refreshed((), (warning,))
 
     def _parse(self, tasks: Sequence[TaskFacts], draining: set[str]) -> tuple[Endpoint, ...]:
-        """Each task's endpoint, re-parsed only when the task or what it depends on changed."""
+        """Each task's endpoint, re-parsed only when the task or what it depends on changed; when
+        nothing did (a quiet poll of a large cluster), not walked at all."""
+        seen = (self._tasks.revision, self._cache.revision, frozenset(draining))
+        now = self._clock()
+        if seen == self._parsed_from and now - self._touched_at < TOUCH_EVERY_S:
+            return self._endpoints
+        self._parsed_from, self._touched_at = seen, now
         parsed: dict[str, _Parsed] = {}
         endpoints: list[Endpoint] = []
         skipped: Counter[str] = Counter()

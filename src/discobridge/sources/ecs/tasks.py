@@ -11,6 +11,7 @@ poll that fails half-way keeps what it learned.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,16 @@ from dataclasses import dataclass
 import structlog
 
 from discobridge.aws import AwsClients
-from discobridge.sources.base import Progress, batches, gather_all
+from discobridge.sources.base import Progress, batches, gather_kept
 from discobridge.sources.ecs.fetch import fetch_task_arns, fetch_tasks
 from discobridge.sources.ecs.parse import TaskFacts, task_facts
 
 log = structlog.get_logger(__name__)
+
+# DescribeTasks answers in flight per cluster. The budget allows far fewer calls per second than
+# this many concurrent calls could make; more would only hold more 100-task answers in memory
+# at once (a few MB each while botocore parses them).
+DESCRIBE_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ class ClusterTasks:
         self._max_drop_fraction = max_drop_fraction
         self._clock = clock
         self._tasks: dict[str, TaskFacts] = {}
+        self.revision = 0  # grows whenever a task is added, replaced or removed
+        self._describing = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
         self._due_at: dict[str, float] = {}  # when each known task is next described for its health
 
     @property
@@ -51,6 +59,7 @@ class ClusterTasks:
     def clear(self) -> None:
         self._tasks.clear()
         self._due_at.clear()
+        self.revision += 1
 
     async def refresh(self, aws: AwsClients, progress: Progress) -> Reconciled:
         """List the cluster's tasks, describe what needs it, and reconcile with what was known."""
@@ -61,11 +70,7 @@ class ClusterTasks:
         vanished = [arn for arn in self._tasks if arn not in listed_set]
         wanted = [arn for arn in listed if arn not in self._tasks or self._due_at.get(arn, 0.0) <= now]
         confirmed_gone: set[str] = set()
-        still_running: set[str] = set()
-        await gather_all(
-            self._describe(aws, batch, listed_set, confirmed_gone, still_running, progress)
-            for batch in batches(wanted + vanished)
-        )
+        await gather_kept(self._describe(aws, batch, confirmed_gone, progress) for batch in batches(wanted + vanished))
         unconfirmed = [arn for arn in vanished if arn not in confirmed_gone]
         too_many = bool(unconfirmed) and len(unconfirmed) > self._max_drop_fraction * known_before
         if too_many:
@@ -83,13 +88,12 @@ class ClusterTasks:
         self,
         aws: AwsClients,
         arns: Sequence[str],
-        listed: set[str],
         confirmed_gone: set[str],
-        still_running: set[str],
         progress: Progress,
     ) -> None:
         """Describe one batch and apply it at once: kept even if another batch fails."""
-        described, missing = await fetch_tasks(aws, self._cluster, arns)
+        async with self._describing:
+            described, missing = await fetch_tasks(aws, self._cluster, arns)
         now = self._clock()
         found: set[str] = set()
         for raw in described:
@@ -99,7 +103,6 @@ class ClusterTasks:
             found.add(facts.arn)
             if facts.running:
                 self._keep(facts, now)
-                still_running.add(facts.arn)
             else:
                 self._forget(facts.arn)
                 confirmed_gone.add(facts.arn)
@@ -112,13 +115,16 @@ class ClusterTasks:
         known = self._tasks.get(facts.arn)
         if known is not None and facts.version and known.version > facts.version:
             return  # an older answer than what we hold: never go back in time
-        self._tasks[facts.arn] = facts
+        if known != facts:
+            self._tasks[facts.arn] = facts
+            self.revision += 1
         # Each task's next health refresh is staggered by its ARN, so known tasks are described
         # a few at a time over the interval instead of all together.
         self._due_at[facts.arn] = now + self._health_refresh_s * (0.5 + _fraction(facts.arn) / 2)
 
     def _forget(self, arn: str) -> None:
-        self._tasks.pop(arn, None)
+        if self._tasks.pop(arn, None) is not None:
+            self.revision += 1
         self._due_at.pop(arn, None)
 
 
