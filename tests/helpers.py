@@ -80,3 +80,19 @@ def publish(
 ) -> bool:
     """Publish one partition's endpoints at once, as a good refresh at `at` (the store's now)."""
     return store.publish(key, PartitionResult(tuple(endpoints), store.now() if at is None else at))
+
+
+def system_tool(*names: str, package: str) -> str:
+    """The path of a system tool a test drives (dig, chromium, prometheus): where it is missing the
+    test is skipped, except in CI (.ci/run installs them), where that is a failure."""
+    import os  # noqa: PLC0415 - only the tests that need a tool ask
+    import shutil  # noqa: PLC0415
+
+    import pytest  # noqa: PLC0415
+
+    found = next((path for name in names if (path := shutil.which(name))), None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{names[0]} is missing: .ci/run installs Debian's {package}")
+        pytest.skip(f"{names[0]} is not installed (apt-get install {package})")
+    return found

@@ -77,7 +77,9 @@ class Daemon:
             pass
         return 0.0
 
-    def wait(self, event: str, timeout: float, where: Callable[[dict[str, Any]], bool] = lambda e: True) -> tuple[float, dict[str, Any]]:  # noqa: E501
+    def wait(
+        self, event: str, timeout: float, where: Callable[[dict[str, Any]], bool] = lambda e: True
+    ) -> tuple[float, dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             at, found = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -142,7 +144,11 @@ class Prober:
     def stop(self) -> list[tuple[float, float, frozenset[int]]]:
         self._process.send_signal(signal.SIGTERM)
         out, _ = self._process.communicate(timeout=30)
-        return [(sent, seconds, frozenset(ports)) for sent, seconds, ports in json.loads(out)]
+        samples = json.loads(out)
+        if not any(ports for _, _, ports, _ in samples):
+            rcodes = sorted({rcode for *_, rcode in samples})
+            raise RuntimeError(f"no SRV answer held a port in {len(samples)} queries: rcodes {rcodes}")
+        return [(sent, seconds, frozenset(ports)) for sent, seconds, ports, _ in samples]
 
 
 def write_config(directory: Path, aws_url: str, dns_port: int, http_port: int) -> Path:
@@ -153,7 +159,7 @@ def write_config(directory: Path, aws_url: str, dns_port: int, http_port: int) -
         f'[dns]\nzone = "{ZONE}"\nlisten = ["127.0.0.1:{dns_port}"]\n'
         f'[http]\nlisten = "127.0.0.1:{http_port}"\ndrain_s = 0\n'
         f'[snapshot]\npath = "{directory / "snapshot.json"}"\n'
-        '[health]\nmax_staleness_s = 600\n'
+        "[health]\nmax_staleness_s = 600\n"
     )
     return path
 
@@ -163,70 +169,89 @@ def measure(tasks: int, polls: int) -> dict[str, Any]:
     estate = Estate(aws.url)
     started = time.monotonic()
     hosts, first_service = seed(estate, tasks)
-    seeded_s = time.monotonic() - started
+    result: dict[str, Any] = {"tasks": tasks, "services": tasks // 10, "seeded_s": time.monotonic() - started}
     aws.faults.calls.clear()
     dns_port, http_port = free_port(), free_port()
-    result: dict[str, Any] = {"tasks": tasks, "services": tasks // 10, "seeded_s": seeded_s}
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp), aws.url, dns_port, http_port)
         daemon = Daemon(config)
-        at, _ = daemon.wait("snapshot_first_published", timeout=3600)
-        result["cold_s"] = at - daemon.started
-        cold = metrics(http_port)
-        result["cold_calls"] = calls_by_operation(cold)
-        result["cold_token_wait_s"] = token_wait(cold)
-
-        daemon.wait("source_refreshed", timeout=600)  # the cold poll itself
-        durations, before = [], metrics(http_port)
-        for _ in range(polls):
-            _, event = daemon.wait("source_refreshed", timeout=600)
-            durations.append(event["duration_s"])
-        after = metrics(http_port)
-        per_poll = {
-            op: (n - calls_by_operation(before).get(op, 0)) / polls for op, n in calls_by_operation(after).items()
-        }
-        result["poll_s"] = durations
-        result["calls_per_poll"] = {op: n for op, n in per_poll.items() if n}
-        result["rss_mb"] = daemon.rss_mb()
-
-        # One task replaced: the old one stops, a new one starts on a host.
-        prober = Prober(dns_port, f"_svc-0000._tcp.{ZONE}")
-        time.sleep(0.5)
-        lag_before = metrics(http_port)
-        changed_at = time.monotonic()
-        estate.stop(CLUSTER, first_service[0])
-        definition = estate.task_definition("svc-0000", Container("web", ports=(8080,)))
-        estate.place(CLUSTER, definition, hosts[-1:], group="service:svc-0000")
-        _, published = daemon.wait("snapshot_published", timeout=600)
-        time.sleep(1.0)
-        samples = prober.stop()
-        old_ports = next(s[2] for s in samples if s[2])
-        visible = next((s for s in samples if s[0] >= changed_at and s[2] and s[2] != old_ports), None)
-        window = [s[1] for s in samples if s[0] >= changed_at]
-        result["change_visible_s"] = (visible[0] + visible[1] - changed_at) if visible else None
-        result["change_render_s"] = published["duration_s"]
-        result["dns_worst_ms_during_change"] = max(window) * 1000 if window else None
-        result["dns_p99_ms_during_change"] = sorted(window)[int(len(window) * 0.99)] * 1000 if window else None
-        lag = stalls(lag_before, metrics(http_port))
-        total = lag.get("+Inf", 0.0)
-        result["loop_lag_over_20ms_during_change"] = total - lag.get("0.02", total)
-        result["loop_lag_buckets_during_change"] = lag
-        result["peak_rss_mb"] = daemon.peak_rss_mb
+        result |= cold_and_steady(daemon, http_port, polls)
+        result |= one_task_replaced(daemon, estate, hosts, first_service[0], dns_port, http_port)
         daemon.wait("snapshot_saved", timeout=60)
         daemon.stop()
-
         aws.faults.calls.clear()
-        warm = Daemon(config)
-        at, _ = warm.wait("http_listening", timeout=600)
-        result["warm_answering_s"] = at - warm.started
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v1/services", timeout=10) as response:
-            result["warm_services"] = len(json.loads(response.read())["services"])
-        warm.wait("source_refreshed", timeout=600)
-        result["warm_describe_task_definition_calls"] = aws.faults.calls.get("DescribeTaskDefinition", 0)
-        result["warm_first_poll_calls"] = dict(aws.faults.calls)
-        warm.stop()
+        result |= warm_restart(config, aws, http_port)
     aws.stop()
     return result
+
+
+def cold_and_steady(daemon: Daemon, http_port: int, polls: int) -> dict[str, Any]:
+    """The first complete snapshot, then `polls` steady polls."""
+    at, _ = daemon.wait("snapshot_first_published", timeout=3600)
+    cold = metrics(http_port)
+    daemon.wait("source_refreshed", timeout=600)  # the cold poll itself
+    durations, before = [], metrics(http_port)
+    for _ in range(polls):
+        _, event = daemon.wait("source_refreshed", timeout=600)
+        durations.append(event["duration_s"])
+    after = calls_by_operation(metrics(http_port))
+    per_poll = {op: (n - calls_by_operation(before).get(op, 0)) / polls for op, n in after.items()}
+    return {
+        "cold_s": at - daemon.started,
+        "cold_calls": calls_by_operation(cold),
+        "cold_token_wait_s": token_wait(cold),
+        "poll_s": durations,
+        "calls_per_poll": {op: n for op, n in per_poll.items() if n},
+        "rss_mb": daemon.rss_mb(),
+    }
+
+
+def one_task_replaced(
+    daemon: Daemon, estate: Estate, hosts: list[str], task_arn: str, dns_port: int, http_port: int
+) -> dict[str, Any]:
+    """One task of svc-0000 stops and another starts: when DNS shows it, what it cost to render."""
+    prober = Prober(dns_port, f"_svc-0000._tcp.{ZONE}")
+    time.sleep(0.5)
+    lag_before = metrics(http_port)
+    changed_at = time.monotonic()
+    estate.stop(CLUSTER, task_arn)
+    definition = estate.task_definition("svc-0000", Container("web", ports=(8080,)))
+    estate.place(CLUSTER, definition, hosts[-1:], group="service:svc-0000")
+    _, published = daemon.wait("snapshot_published", timeout=600)
+    time.sleep(1.0)
+    samples = prober.stop()
+    old_ports = next(s[2] for s in samples if s[2])
+    visible = next((s for s in samples if s[0] >= changed_at and s[2] and s[2] != old_ports), None)
+    window = sorted(s[1] for s in samples if s[0] >= changed_at)
+    lag = stalls(lag_before, metrics(http_port))
+    total = lag.get("+Inf", 0.0)
+    return {
+        "change_visible_s": (visible[0] + visible[1] - changed_at) if visible else None,
+        "change_render_s": published["duration_s"],
+        "dns_worst_ms_during_change": window[-1] * 1000 if window else None,
+        "dns_p99_ms_during_change": window[int(len(window) * 0.99)] * 1000 if window else None,
+        "loop_lag_over_20ms_during_change": total - lag.get("0.02", total),
+        "loop_lag_buckets_during_change": lag,
+        "peak_rss_mb": daemon.peak_rss_mb,
+    }
+
+
+def warm_restart(config: Path, aws: FakeAws, http_port: int) -> dict[str, Any]:
+    """A restart from the snapshot file: when it answers with the whole estate, and what its
+    first poll costs."""
+    warm = Daemon(config)
+    at, _ = warm.wait("http_listening", timeout=600)
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v1/services", timeout=10) as response:
+        services = len(json.loads(response.read())["services"])
+    warm.wait("source_refreshed", timeout=600)
+    found = {
+        "warm_answering_s": at - warm.started,
+        "warm_services": services,
+        "warm_describe_task_definition_calls": aws.faults.calls.get("DescribeTaskDefinition", 0),
+        "warm_first_poll_calls": dict(aws.faults.calls),
+    }
+    warm.stop()
+    return found
 
 
 def main() -> None:
@@ -241,7 +266,8 @@ def main() -> None:
         resource = sum(calls.get(op, 0) for op in ("ListTasks", "DescribeTasks", "ListContainerInstances"))
         print(
             f"{tasks:>6} tasks: cold {found['cold_s']:.0f} s, warm {found['warm_answering_s']:.1f} s "
-            f"({found['warm_services']} services, {found['warm_describe_task_definition_calls']} DescribeTaskDefinition), "
+            f"({found['warm_services']} services, "
+            f"{found['warm_describe_task_definition_calls']} DescribeTaskDefinition), "
             f"poll {max(found['poll_s']):.1f} s and {resource:.1f} cluster-resource calls "
             f"({resource / CLUSTER_RESOURCE_PER_S:.1f} s of budget per 10 s poll), RSS {found['rss_mb']:.0f} MB "
             f"(peak {found['peak_rss_mb']:.0f}), change in DNS after {found['change_visible_s']:.1f} s, "

@@ -170,15 +170,17 @@ class SnapshotStore:
         self._dirty.clear()
         self._built = dict(self._results)
         self._swap(self._build(self._built))
+        self._fresh(self._built.keys())
         return True
 
     def _accept(self, key: PartitionKey, result: PartitionResult) -> bool:
-        """Take a good refresh; True when it changes what is served."""
+        """Take a good refresh; True when it changes what is served. A changed result counts as
+        fresh only once a snapshot holding it is built (a build that fails is a failed refresh)."""
         previous = self._results.get(key)
         self._results[key] = result
-        self._attempts[key] = self._attempts.get(key, Attempts()).succeeded(result.refreshed_at)
         self.revision += 1
         if previous is not None and _same(previous, result) and key not in self._dirty:
+            self._attempts[key] = self._attempts.get(key, Attempts()).succeeded(result.refreshed_at)
             return False  # fresh again, and unchanged: no new snapshot
         self._dirty.add(key)
         return True
@@ -220,6 +222,7 @@ class SnapshotStore:
             # A result that arrived during the build stays dirty for the next one.
             self._dirty -= {k for k in batch if self._results.get(k) is results.get(k)}
             self._built = results
+            self._fresh(batch & results.keys())
             self._swap(snapshot)
             log.info(
                 "snapshot_published",
@@ -253,6 +256,14 @@ class SnapshotStore:
             else:
                 results.pop(key, None)
         return results
+
+    def _fresh(self, keys: Iterable[PartitionKey]) -> None:
+        """The built results of `keys` are served: their partitions are as fresh as those results."""
+        for key in keys:
+            result = self._built[key]
+            attempts = self._attempts.get(key, Attempts())
+            if attempts.last_success_at is None or attempts.last_success_at < result.refreshed_at:
+                self._attempts[key] = attempts.succeeded(result.refreshed_at)
 
     def _revert(self, key: PartitionKey, exc: Exception) -> None:
         log.error("snapshot_build_failed", partition=key.id, error=repr(exc))

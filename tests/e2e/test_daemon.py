@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from tests.conftest import ROOT
+from tests.helpers import system_tool
 
 COMMAND = [sys.executable, "-m", "discobridge"]
 
@@ -152,10 +152,7 @@ def dig(port: int, *args: str) -> list[str]:
 
 @pytest.fixture
 def dig_available() -> None:
-    if shutil.which("dig") is None:
-        if os.environ.get("CI"):
-            pytest.fail("dig is missing: .ci/run installs bind9-dnsutils")
-        pytest.skip("dig is not installed (apt-get install bind9-dnsutils)")
+    system_tool("dig", package="bind9-dnsutils")
 
 
 def test_run_serves_dns_from_ecs_until_sigterm_then_exits_zero(

@@ -39,7 +39,7 @@ def start(config: str, *args: str, unprivileged: bool = False) -> subprocess.Com
         env=env,
         timeout=60,
         check=False,
-        preexec_fn=_drop_bind_privilege if unprivileged else None,  # noqa: PLW1509 - no threads in the child
+        preexec_fn=_drop_bind_privilege if unprivileged else None,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,14 @@ from discobridge.fakeaws.demo import seed_demo
 from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
 from tests.conftest import make_config
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.helpers import system_tool
 
 
 async def render(url: str, profile: Path, *args: str) -> bytes:
     """Run headless Chromium on `url` with no network but loopback in use."""
-    assert CHROMIUM is not None
+    chromium = system_tool("chromium", "chromium-browser", package="chromium")
     process = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", "--window-size=1280,1000", *args, url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
@@ -33,7 +31,6 @@ async def render(url: str, profile: Path, *args: str) -> bytes:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 async def test_status_page_renders_the_demo_estate_in_chromium(
     fake_aws: FakeAws, estate: Estate, aio_session: AioSession, tmp_path: Path
 ) -> None:

@@ -94,11 +94,15 @@ async def test_a_configured_cluster_that_does_not_exist_is_a_warning_and_the_oth
             assert await daemon.store.wait_for(0, timeout=10) is not None
             metrics = daemon.metrics.registry.get_sample_value
             labels = {"source": "ecs", "partition": "ecs/local/us-east-1/batch-prod", "outcome": "ok"}
-            assert await daemon.store.wait_until(lambda: (metrics("discobridge_source_refreshes_total", labels) or 0) > 2, 10)
+            assert await daemon.store.wait_until(
+                lambda: (metrics("discobridge_source_refreshes_total", labels) or 0) > 2, 10
+            )
             assert await services(daemon) == ["orders"]
             status, body = await daemon_get(daemon, "/healthz")
             warning = "ECS cluster 'batch-prod' does not exist in local/us-east-1"
-            assert status == 200 and json.loads(body)["partitions"]["ecs/local/us-east-1/batch-prod"]["warnings"] == [warning]
+            assert status == 200 and json.loads(body)["partitions"]["ecs/local/us-east-1/batch-prod"]["warnings"] == [
+                warning
+            ]
             assert warning.replace("'", "&#x27;").encode() in (await daemon_get(daemon, "/"))[1]
     assert len([e for e in logs if e["event"] == "ecs_cluster_not_found"]) == 1  # once, not once per poll
 
@@ -124,7 +128,9 @@ async def test_one_cluster_failing_forever_keeps_its_data_while_another_changes(
             return len(snapshot.services["orders"].endpoints) if snapshot else 0
 
         assert await daemon.store.wait_until(lambda: orders() == 2, 10)  # prod's change shows at once
-        assert await daemon.store.wait_until(lambda: daemon.store.partitions[BATCH].attempts.consecutive_failures > 1, 10)
+        assert await daemon.store.wait_until(
+            lambda: daemon.store.partitions[BATCH].attempts.consecutive_failures > 1, 10
+        )
         assert await services(daemon) == ["orders", "reports"]  # batch's last good data kept
         status_code, body = await daemon_get(daemon, "/healthz")
         detail = json.loads(body)["partitions"]["ecs/local/us-east-1/batch"]
@@ -205,7 +211,9 @@ async def test_a_restart_describes_no_known_task_definition_or_host(
         assert second.store.current is not None and len(second.store.current.services) == 3
         metrics = second.metrics.registry.get_sample_value
         labels = {"source": "ecs", "partition": "ecs/local/us-east-1/prod", "outcome": "ok"}
-        assert await second.store.wait_until(lambda: (metrics("discobridge_source_refreshes_total", labels) or 0) >= 2, 10)
+        assert await second.store.wait_until(
+            lambda: (metrics("discobridge_source_refreshes_total", labels) or 0) >= 2, 10
+        )
     calls = fake_aws.faults.calls
     assert "DescribeTaskDefinition" not in calls and "DescribeContainerInstances" not in calls
     assert "DescribeInstances" not in calls and calls["DescribeTasks"] >= 1
@@ -217,7 +225,9 @@ async def test_a_first_poll_longer_than_the_call_timeout_completes_within_the_bu
     estate.cluster("prod")
     hosts = estate.hosts("prod", 2)
     for n in range(20):
-        estate.service("prod", f"svc-{n}", estate.task_definition(f"svc-{n}", Container("web", ports=(8080,))), hosts[:1])
+        estate.service(
+            "prod", f"svc-{n}", estate.task_definition(f"svc-{n}", Container("web", ports=(8080,))), hosts[:1]
+        )
     # A quarter of the task-definition bucket (12 at once, then 5 per second), and the 15th
     # describe throttled: the first attempt fails after learning 14, the second learns the rest.
     fake_aws.faults.fail("DescribeTaskDefinition", code="ThrottlingException", status=400, times=1, after=14)

@@ -24,12 +24,8 @@ URL = "s3://discobridge-test/replicas/snapshot.json"
 
 
 @pytest.fixture
-def bucket(estate: Estate, fake_aws: FakeAws) -> str:
-    import boto3  # noqa: PLC0415 - the test's own view of S3, beside the daemon's aiobotocore
-
-    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=fake_aws.url, aws_access_key_id="t",
-                      aws_secret_access_key="t")  # fmt: skip
-    s3.create_bucket(Bucket="discobridge-test")
+def bucket(estate: Estate) -> str:
+    estate.bucket("discobridge-test")
     return URL
 
 
@@ -50,14 +46,16 @@ async def test_a_conflicting_put_merges_with_the_other_replicas_document(bucket:
     assert await second.read() is not None  # second now holds that version's ETag
     await first.write(Saved({PROD: PartitionResult((endpoint("orders", 2),), 20.0)}, {"ecs": {"a": {"x": 1}}}))
     # second writes on top of a version that is gone: the put is refused, the documents merged.
-    await second.write(Saved({PROD: PartitionResult((), 15.0), other: PartitionResult((), 30.0)}, {"ecs": {"a": {"y": 2}}}))
+    await second.write(
+        Saved({PROD: PartitionResult((), 15.0), other: PartitionResult((), 30.0)}, {"ecs": {"a": {"y": 2}}})
+    )
     data = await first.read()
     assert data is not None
     merged = decode(data, origin=bucket, clock=lambda: 0.0, wall_clock=lambda: 0.0)
     fresher = {key: [e.host_port for e in result.endpoints] for key, result in merged.partitions.items()}
     assert fresher == {PROD: [32770], other: []}  # PROD from first (20 > 15), other from second
     assert merged.caches == {"ecs": {"a": {"x": 1, "y": 2}}}
-    calls = s3._metrics.registry.get_sample_value  # noqa: SLF001 - the clients' own counters
+    calls = s3._metrics.registry.get_sample_value
     assert calls("discobridge_aws_calls_total", {"operation": "PutObject", "outcome": "PreconditionFailed"}) == 1
 
 

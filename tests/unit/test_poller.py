@@ -15,7 +15,7 @@ from discobridge.poller import PartitionPoller, SourcePoller, delay_after
 from discobridge.render.dns import DnsRenderer
 from discobridge.sources.base import Progress, Refreshed
 from discobridge.store import SnapshotStore
-from tests.helpers import PROD, endpoint, make_store, partition, renderers
+from tests.helpers import PROD, FakeClock, endpoint, make_store, partition, renderers
 
 GOOD = (endpoint("orders", 1),)
 
@@ -44,8 +44,10 @@ class ScriptedPartition:
 
 def make(partition: ScriptedPartition, **store_options: Any) -> tuple[PartitionPoller, Any, Metrics]:
     store, metrics = make_store(**store_options), Metrics.create()
+    clock = store_options.get("clock")
+    extra = {"clock": clock} if clock is not None else {}
     poller = PartitionPoller(
-        partition=partition, store=store, metrics=metrics, interval_s=10.0, jitter=lambda lo, hi: hi
+        partition=partition, store=store, metrics=metrics, interval_s=10.0, jitter=lambda lo, hi: hi, **extra
     )
     return poller, store, metrics
 
@@ -115,16 +117,19 @@ class BrokenDnsRenderer(DnsRenderer):
 
 async def test_a_failing_snapshot_build_is_a_failed_refresh_and_polling_goes_on() -> None:
     poison = (endpoint("poison", 9),)
+    clock = FakeClock()
     poller, store, _ = make(
-        ScriptedPartition(GOOD, poison, poison, GOOD), dns=BrokenDnsRenderer(zone="disco.test", ttl_s=5)
+        ScriptedPartition(GOOD, poison, poison, GOOD), dns=BrokenDnsRenderer(zone="disco.test", ttl_s=5), clock=clock
     )
     assert await poller.refresh_once() is True
     good = store.current
+    clock.now += 30
     with capture_logs():
         assert await poller.refresh_once() is False
         assert await poller.refresh_once() is False  # tried again: not taken for "unchanged"
     assert store.current is good
     assert "snapshot build failed" in str(store.partitions[PROD].attempts.last_error)
+    assert store.age_of(PROD) == 30  # what is served is as old as the last build that held it
     assert await poller.refresh_once() is True
 
 

@@ -51,6 +51,7 @@ class Estate:
         self.ecs = boto3.client("ecs", **options)
         self.ec2 = boto3.client("ec2", **options)
         self.cloudmap = boto3.client("servicediscovery", **options)
+        self.s3 = boto3.client("s3", **options)
         self.agent = SimulatedAgent(self.ecs)
         self._subnets: dict[str, str] = {}
         self._vpc = ""
@@ -154,6 +155,11 @@ class Estate:
 
     def stop(self, cluster: str, task_arn: str) -> None:
         self.ecs.stop_task(cluster=cluster, task=task_arn, reason="stopped by the estate")
+
+    # ---- S3 ---------------------------------------------------------------------------------
+    def bucket(self, name: str) -> str:
+        self.s3.create_bucket(Bucket=name)
+        return name
 
     # ---- Cloud Map --------------------------------------------------------------------------
     def namespace(self, name: str) -> str:
