@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 from discobridge.config import Config, parse_config
 from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 @pytest.fixture(autouse=True)

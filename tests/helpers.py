@@ -3,7 +3,13 @@ with the renderers the app registers, and publishing to it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
@@ -14,6 +20,7 @@ from discobridge.render.resolver import ResolverRenderer
 from discobridge.render.status import StatusSections
 from discobridge.store import SnapshotStore
 
+ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "123456789012"
 PROD = PartitionKey("ecs", "local", "us-east-1", "cluster", "prod")
 
@@ -96,3 +103,59 @@ def system_tool(*names: str, package: str) -> str:
             pytest.fail(f"{names[0]} is missing: .ci/run installs Debian's {package}")
         pytest.skip(f"{names[0]} is not installed (apt-get install {package})")
     return found
+
+
+# ---- the daemon as a process -------------------------------------------------------------------
+COMMAND = [sys.executable, "-m", "discobridge"]
+
+
+def read_until(stream: object, marker: str, limit: int = 400) -> list[str]:
+    """Read lines until one contains `marker` (the process's own signal that it got there)."""
+    lines: list[str] = []
+    for _ in range(limit):
+        line = stream.readline()  # type: ignore[attr-defined]
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(lines)}")
+
+
+@contextlib.contextmanager
+def daemon_process(args: list[str], env: dict[str, str], **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """`discobridge <args>` with its stderr (the JSON log) piped; killed if a test leaves it running."""
+    process = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True, env=env, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+def free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def example_config(tmp_path: Path, endpoint_url: str) -> Path:
+    """config.example.toml pointed at the fake AWS, polling fast, listening on loopback only."""
+    text = (
+        (ROOT / "config.example.toml")
+        .read_text()
+        .replace('# endpoint_url = "http://127.0.0.1:5000"', f'endpoint_url = "{endpoint_url}"')
+        .replace("poll_interval_s = 10", "poll_interval_s = 0.2")
+        .replace('listen = ["0.0.0.0:53"]', 'listen = ["127.0.0.1:0"]')
+        .replace('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:0"')
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def events(lines: list[str]) -> dict[str, dict[str, object]]:
+    parsed = (json.loads(line) for line in lines if line.startswith("{"))
+    return {event["event"]: event for event in parsed}

@@ -16,6 +16,7 @@ from aiobotocore.session import AioSession
 
 from discobridge.aws import AwsClients
 from discobridge.config import Config
+from discobridge.descriptors import connection_caps, raise_open_files_limit
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.loop_lag import watch_loop_lag
@@ -111,12 +112,24 @@ class Daemon:
         for source, _ in self.sources:
             if not source.dynamic:  # the configured partitions are what the first snapshot waits for
                 self.store.listed(source.scope, [p.key for p in source.known()])
-        self.dns = DnsFrontend(store=self.store, metrics=self.metrics, listen=config.dns.listen)
+        caps = connection_caps(raise_open_files_limit())
+        self.dns = DnsFrontend(
+            store=self.store, metrics=self.metrics, listen=config.dns.listen, tcp_max_connections=caps.dns_tcp
+        )
         self.http = HttpFrontend(
-            app=make_app(store=self.store, metrics=self.metrics, config=config), listen=config.http.listen
+            app=make_app(store=self.store, metrics=self.metrics, config=config),
+            listen=config.http.listen,
+            max_connections=caps.http,
         )
         self.pollers = [
-            SourcePoller(source=s, store=self.store, metrics=self.metrics, interval_s=interval, clock=clock)
+            SourcePoller(
+                source=s,
+                store=self.store,
+                metrics=self.metrics,
+                interval_s=interval,
+                clock=clock,
+                slow_after_s=config.health.max_staleness_s / 2,
+            )
             for s, interval in self.sources
         ]
         self.snapshot_target: SnapshotTarget | None = None
@@ -145,6 +158,7 @@ class Daemon:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_polling()
+        await self.ecs_cache.close()
         await self.http.stop()
         await self.dns.stop()
         await self.store.close()

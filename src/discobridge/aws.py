@@ -216,11 +216,8 @@ class AwsClients:
         abandon = _ABANDON.get()
         for attempt in range(1, self._max_attempts + 1):
             await self._take_token(bucket, bucket_name, abandon)
-            if abandon is not None and abandon.is_set():
-                bucket.refund()
-                raise AwsCallError(operation, ABANDONED, "not sent: another call of the same refresh failed")
             try:
-                response: dict[str, Any] = await self._attempt(method, operation, params)
+                response: dict[str, Any] = await self._attempt(method, operation, params, bucket, abandon)
             except AwsCallError as exc:
                 if exc.code in _THROTTLE_CODES:
                     bucket.throttled()
@@ -255,15 +252,31 @@ class AwsClients:
         finally:
             self._metrics.aws_token_wait.labels(bucket_name).inc(time.monotonic() - started)
 
-    async def _attempt(self, method: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _attempt(
+        self, method: Any, operation: str, params: dict[str, Any], bucket: TokenBucket, abandon: asyncio.Event | None
+    ) -> dict[str, Any]:
+        """One attempt, its token already taken: given back if the attempt is never sent (its
+        group abandoned, or the caller cancelled while it waited for a free slot)."""
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            bucket.refund()
+            raise
+        try:
+            if abandon is not None and abandon.is_set():
+                bucket.refund()
+                raise AwsCallError(operation, ABANDONED, "not sent: another call of the same refresh failed")
+            return await self._send(method, operation, params)
+        finally:
+            self._slots.release()
+
+    async def _send(self, method: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         outcome = "ok"
         try:
-            async with self._slots:
-                started = time.monotonic()
-                async with asyncio.timeout(self._attempt_timeout_s):
-                    response: dict[str, Any] = await self._loop.run(_complete(method, params))
-                return response
+            async with asyncio.timeout(self._attempt_timeout_s):
+                response: dict[str, Any] = await self._loop.run(_complete(method, params))
+            return response
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or "ClientError")

@@ -120,6 +120,13 @@ def _whole_seconds(value: Any) -> int:
     return value
 
 
+def _ttl(value: Any) -> int:
+    seconds = _whole_seconds(value)
+    if seconds > 2**31 - 1:  # RFC 2181 8: a TTL is 31 bits
+        raise ValueError(f"expected at most 2147483647 seconds (RFC 2181), got {seconds}")
+    return seconds
+
+
 def parse_host_port(text: str) -> HostPort:
     """Parse "ip:port" or "[v6]:port" (an IP address, not a name); port 0 asks the OS for one."""
     host, sep, port_text = text.rpartition(":")
@@ -165,6 +172,8 @@ def _overlap(first: HostPort, second: HostPort) -> bool:
 
 def _zone(value: Any) -> str:
     zone = _text(value).lower().rstrip(".")
+    if len(zone) > 253:  # 255 octets in wire form, its length bytes and root included
+        raise ValueError(f"expected a DNS name of at most 253 characters, got {len(zone)}")
     labels = zone.split(".")
     for label in labels:
         ok = 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
@@ -217,7 +226,7 @@ class CloudMapConfig:
 class DnsConfig:
     zone: str = _setting(_zone)
     listen: tuple[HostPort, ...] = _setting(_listens, (HostPort("0.0.0.0", 53),))
-    ttl_s: int = _setting(_whole_seconds, 5)
+    ttl_s: int = _setting(_ttl, 5)
 
 
 @dataclass(frozen=True, slots=True)

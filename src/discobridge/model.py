@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,6 +78,65 @@ class Endpoint:
     @property
     def address(self) -> str:
         return f"[{self.host_ip}]:{self.host_port}" if ":" in self.host_ip else f"{self.host_ip}:{self.host_port}"
+
+
+# What XML 1.0 cannot carry (C0 controls but tab, newline and return; lone surrogates; U+FFFE and
+# U+FFFF): any of it in data from AWS would make the Eureka XML unparseable for every client.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+MAX_TEXT = 1024  # a Cloud Map attribute value's own limit; nothing we publish is longer
+
+
+def clean_text(text: str) -> str:
+    """`text` as every frontend can carry it: what XML 1.0 cannot hold replaced by U+FFFD, and no
+    longer than MAX_TEXT characters. The one place data from AWS is made safe to publish."""
+    return _NOT_XML_CHAR.sub("\ufffd", text[:MAX_TEXT])
+
+
+def canonical_ip(text: str) -> str | None:
+    """The canonical form of an IPv4 or IPv6 address ("10.0.0.1", "fd00::1"); None if `text` is
+    not one exactly: no spaces, no leading zeros (which inet_aton would read as octal)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def make_endpoint(
+    *,
+    service: str,
+    host_ip: str,
+    host_port: object,  # checked here: files and attributes carry anything
+    health: Health,
+    az: str,
+    source: str,
+    cluster: str = "",
+    task_arn: str = "",
+    container: str = "",
+    container_instance: str = "",
+    instance_id: str = "",
+) -> Endpoint | str:
+    """An Endpoint from data a source read, validated and made canonical in one place, so every
+    frontend publishes the same address; a string is the reason it must be skipped."""
+    ip = canonical_ip(host_ip)
+    if ip is None:
+        return "bad_ip"
+    if isinstance(host_port, bool) or not isinstance(host_port, int) or not 0 < host_port < 65536:
+        return "bad_port"
+    if not service or len(service) > 255 or normalize_service_name(service) != service:
+        return "bad_name"  # (a name over 63 characters is served, but not in DNS: render.dns)
+    return Endpoint(
+        service=service,
+        host_ip=ip,
+        host_port=host_port,
+        health=health,
+        az=clean_text(az),
+        source=source,
+        cluster=clean_text(cluster),
+        task_arn=clean_text(task_arn),
+        container=clean_text(container),
+        container_instance=clean_text(container_instance),
+        instance_id=clean_text(instance_id),
+    )
 
 
 @dataclass(frozen=True, slots=True)

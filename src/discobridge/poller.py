@@ -41,8 +41,13 @@ class PartitionPoller:
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
         jitter: Jitter = random.uniform,
+        slow_after_s: float = float("inf"),
     ) -> None:
         self._partition = partition
+        # A refresh slower than this leaves too little of [health] max_staleness_s for the next
+        # one: warned about (once per spell), before /healthz starts failing for it.
+        self._slow_after_s = slow_after_s
+        self._slow = False
         self._store = store
         self._metrics = metrics
         self._interval_s = interval_s
@@ -75,6 +80,16 @@ class PartitionPoller:
             return self._failed(f"{key}: snapshot build failed", started, progressed=False, record=False)
         self._metrics.source_refreshes.labels(key.source, key.id, "ok").inc()
         self._metrics.source_refresh_duration.labels(key.source, key.id).observe(duration)
+        if (duration > self._slow_after_s) != self._slow:
+            self._slow = not self._slow
+            if self._slow:
+                log.warning(
+                    "partition_refresh_slow",
+                    partition=key.id,
+                    duration_s=round(duration, 1),
+                    hint="the API budget cannot refresh this partition within half of [health] max_staleness_s: "
+                    "raise it, or turn on ECS events ([events] topic_arn)",
+                )
         log.info(
             "source_refreshed",
             source=key.source,
@@ -119,8 +134,10 @@ class SourcePoller:
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
         jitter: Jitter = random.uniform,
+        slow_after_s: float = float("inf"),
     ) -> None:
         self._source = source
+        self._slow_after_s = slow_after_s
         self._store = store
         self._metrics = metrics
         self._interval_s = interval_s
@@ -175,6 +192,7 @@ class SourcePoller:
                     interval_s=self._interval_s,
                     clock=self._clock,
                     jitter=self._jitter,
+                    slow_after_s=self._slow_after_s,
                 )
                 self._running[key] = asyncio.create_task(poller.run(), name=f"poll {key.id}")
 

@@ -45,9 +45,11 @@ class Unit:
     holds_data: bool = True  # a partition does; a listing of partitions does not
 
     def __str__(self) -> str:
-        if self.attempts.last_error:
-            return f"{self.name}: {self.attempts.last_error}"
-        return f"{self.name}: first refresh in progress"
+        error = self.attempts.last_error
+        if not error:
+            return f"{self.name}: first refresh in progress"
+        # Partition errors already begin with the partition's name.
+        return error if error.startswith(self.name) else f"{self.name}: {error}"
 
 
 def ready(units: Iterable[Unit], now: float, startup_wait_s: float) -> bool:
@@ -57,6 +59,15 @@ def ready(units: Iterable[Unit], now: float, startup_wait_s: float) -> bool:
     if holding_back(units, now, startup_wait_s):
         return False
     return any(u.has_result and u.holds_data for u in units) or all(u.has_result for u in units)
+
+
+def without_result(units: Iterable[Unit], now: float, startup_wait_s: float) -> list[str]:
+    """Every unit still without a result, for people: those given up on marked so."""
+    return [
+        str(u) + (" (failing too long: no longer waited for)" if _given_up(u.attempts, now, startup_wait_s) else "")
+        for u in units
+        if not u.has_result
+    ]
 
 
 def holding_back(units: Iterable[Unit], now: float, startup_wait_s: float) -> list[Unit]:

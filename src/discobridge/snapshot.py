@@ -23,6 +23,9 @@ class Snapshot:
     changed_at: Mapping[str, int]
     built_at: float
     views: Mapping[ViewKey[Any], Any]
+    # Problems the build noticed in the data (DNS names that clashed, ...): shown in /healthz and
+    # on the status page. A document family reports its own in a `warnings` attribute.
+    warnings: tuple[str, ...] = ()
 
     def view(self, key: ViewKey[T]) -> T:
         """The documents one registered renderer made for this snapshot."""
@@ -104,17 +107,17 @@ def build_snapshot(
         else generation
         for name, service in services.items()
     }
+    views = {
+        renderer.key: renderer(services, generation, previous.views.get(renderer.key) if previous else None)
+        for renderer in renderers
+    }
     return Snapshot(
         generation=generation,
         services=services,
         changed_at=MappingProxyType(changed_at),
         built_at=built_at,
-        views=MappingProxyType(
-            {
-                renderer.key: renderer(services, generation, previous.views.get(renderer.key) if previous else None)
-                for renderer in renderers
-            }
-        ),
+        views=MappingProxyType(views),
+        warnings=tuple(w for documents in views.values() for w in getattr(documents, "warnings", ())),
     )
 
 

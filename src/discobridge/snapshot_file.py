@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -23,13 +24,14 @@ from typing import Any
 
 import structlog
 
-from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
+from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult, make_endpoint
 
 log = structlog.get_logger(__name__)
 FORMAT = 2
 _ENDPOINT_TEXT = ("service", "host_ip", "az", "source", "cluster", "task_arn", "container", "container_instance",
                   "instance_id")  # fmt: skip
 _KEY_TEXT = ("source", "account", "region", "unit", "name")
+_CLOCK_SKEW_S = 60.0  # how far in the future a replica's clock may be before its dates mean nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +109,14 @@ def decode(
 
 
 def merge(ours: Saved, theirs: Saved) -> Saved:
-    """Two replicas' files as one: per partition the fresher result, the union of the caches."""
-    partitions = dict(theirs.partitions)
+    """Two replicas' files as one: per partition the fresher result, the union of the caches.
+    Our partitions are the ones that exist: theirs that we no longer have (a cluster deleted
+    since) are dropped, unless they are of a scope we do not serve at all (another config)."""
+    scopes = {key.scope for key in ours.partitions}
+    partitions = {key: result for key, result in theirs.partitions.items() if key.scope not in scopes}
     for key, result in ours.partitions.items():
-        if key not in partitions or partitions[key].refreshed_at <= result.refreshed_at:
-            partitions[key] = result
+        other = theirs.partitions.get(key)
+        partitions[key] = other if other is not None and other.refreshed_at > result.refreshed_at else result
     caches: dict[str, Any] = {**theirs.caches}
     for name, cache in ours.caches.items():
         mine, other = cache, caches.get(name)
@@ -163,8 +168,10 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
     if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) and raw.get(k) for k in _KEY_TEXT):
         return None
     refreshed_at, warnings, endpoints = raw.get("refreshed_at"), raw.get("warnings"), raw.get("endpoints")
-    if not isinstance(refreshed_at, int | float) or isinstance(refreshed_at, bool):
+    if not isinstance(refreshed_at, int | float) or isinstance(refreshed_at, bool) or not math.isfinite(refreshed_at):
         return None
+    if refreshed_at + offset > now + _CLOCK_SKEW_S:
+        return None  # refreshed in the future: its age is unknown, so it is not served as fresh
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         return None
     if not isinstance(endpoints, list):
@@ -173,7 +180,7 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
     if any(e is None for e in parsed):
         return None  # a damaged partition is dropped whole: no partial data is served
     key = PartitionKey(**{k: raw[k] for k in _KEY_TEXT})
-    # Never in the future: a clock that went back must not make old data look fresh.
+    # Never in the future: a clock that went back a little must not make old data look fresh.
     result = PartitionResult(
         tuple(e for e in parsed if e is not None), min(now, refreshed_at + offset), tuple(warnings)
     )
@@ -183,10 +190,17 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
 def _parse_endpoint(raw: Any) -> Endpoint | None:
     if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) for k in _ENDPOINT_TEXT):
         return None
-    port, health = raw.get("host_port"), raw.get("health")
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536 or health not in set(Health):
+    health = raw.get("health")
+    if health not in _HEALTH:
         return None
-    return Endpoint(**{k: raw[k] for k in _ENDPOINT_TEXT}, host_port=port, health=Health(health))
+    # The same checks as data from AWS: a file is data too.
+    endpoint = make_endpoint(
+        **{k: raw[k] for k in _ENDPOINT_TEXT}, host_port=raw.get("host_port"), health=Health(health)
+    )
+    return endpoint if isinstance(endpoint, Endpoint) else None
+
+
+_HEALTH = frozenset(h.value for h in Health)
 
 
 class LocalSnapshot:

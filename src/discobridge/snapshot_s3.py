@@ -56,9 +56,12 @@ class S3Snapshot:
         if await self._put(await asyncio.to_thread(encode, saved)):
             return
         theirs = await self.read()
-        merged = merge(saved, decode(theirs, origin=self.name)) if theirs is not None else saved
-        if not await self._put(await asyncio.to_thread(encode, merged)):
+        data = await asyncio.to_thread(self._merged, saved, theirs)  # a large document: not on the loop
+        if not await self._put(data):
             log.info("snapshot_write_conflict", path=self.name)  # another replica keeps writing: it has the data
+
+    def _merged(self, ours: Saved, theirs: bytes | None) -> bytes:
+        return encode(merge(ours, decode(theirs, origin=self.name)) if theirs is not None else ours)
 
     async def _put(self, data: bytes) -> bool:
         condition: dict[str, Any] = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
@@ -69,6 +72,9 @@ class S3Snapshot:
             )  # fmt: skip
         except AwsCallError as exc:
             if exc.code in _CONFLICT:
+                return False
+            if exc.code in _ABSENT and self._etag:  # deleted since we saw it: create it again
+                self._etag = None
                 return False
             raise
         self._etag = response.get("ETag")

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from discobridge.model import PartitionKey, PartitionResult
-from discobridge.readiness import Attempts, Unit, holding_back, ready
+from discobridge.readiness import Attempts, Unit, ready, without_result
 from discobridge.render import Renderer
 from discobridge.snapshot import ServiceMerger, Snapshot, build_snapshot
 
@@ -110,10 +110,10 @@ class SnapshotStore:
         return MappingProxyType({**self._built, **{k: r for k, r in self._results.items() if k not in self._dirty}})
 
     def pending(self) -> list[str]:
-        """What still holds back the first snapshot, as short sentences; [] once published."""
+        """What the first snapshot still waits for, as short sentences; [] once published."""
         if self.current is not None:
             return []
-        return [str(unit) for unit in holding_back(self._units(), self._clock(), self._startup_wait_s)]
+        return without_result(self._units(), self._clock(), self._startup_wait_s)
 
     # ---- what the pollers report ----------------------------------------------------------
     def listed(self, scope: str, keys: Iterable[PartitionKey]) -> None:
@@ -208,6 +208,7 @@ class SnapshotStore:
             batch = set(self._dirty)
             waiting = {k: self._waiting.pop(k, []) for k in batch}  # those who sent these results
             results = self._with(self._built, batch)
+            tried = {k: self._results.get(k) for k in batch}
             started = time.perf_counter()
             try:
                 snapshot = await asyncio.to_thread(self._build, results)
@@ -217,7 +218,7 @@ class SnapshotStore:
                 if not batch:  # nothing new in it (an empty first snapshot): wait for a change
                     log.error("snapshot_build_failed", error=repr(exc))
                     return
-                await self._isolate(batch, exc)
+                await self._isolate(tried, exc)
                 continue
             # A result that arrived during the build stays dirty for the next one.
             self._dirty -= {k for k in batch if self._results.get(k) is results.get(k)}
@@ -233,17 +234,28 @@ class SnapshotStore:
             )
             for futures in waiting.values():
                 _settle(futures, ok=True)
+        if not self._is_ready():
+            # A partition was listed meanwhile that has no result yet: what was sent is held for
+            # the first snapshot, as submit() holds results that arrive before it.
+            for key in list(self._waiting):
+                _settle(self._waiting.pop(key), ok=True)
 
-    async def _isolate(self, batch: set[PartitionKey], exc: Exception) -> None:
-        breaking = {}
-        if len(batch) > 1:
-            for key in sorted(batch):
+    async def _isolate(self, tried: Mapping[PartitionKey, PartitionResult | None], exc: Exception) -> None:
+        """Find which of the results tried together break a build, and put those back."""
+        breaking: dict[PartitionKey, Exception] = {}
+        if len(tried) > 1:
+            for key, result in sorted(tried.items()):
+                trial = dict(self._built)
+                if result is None:
+                    trial.pop(key, None)
+                else:
+                    trial[key] = result
                 try:
-                    await asyncio.to_thread(self._build, self._with(self._built, {key}))
+                    await asyncio.to_thread(self._build, trial)
                 except Exception as failure:  # noqa: BLE001
                     breaking[key] = failure
-        for key in breaking or batch:  # only together do they fail: none of them is served
-            self._revert(key, breaking.get(key, exc))
+        for key in breaking or tried:  # only together do they fail: none of them is served
+            self._revert(key, tried[key], breaking.get(key, exc))
 
     def _with(
         self, base: Mapping[PartitionKey, PartitionResult], keys: Iterable[PartitionKey]
@@ -265,8 +277,15 @@ class SnapshotStore:
             if attempts.last_success_at is None or attempts.last_success_at < result.refreshed_at:
                 self._attempts[key] = attempts.succeeded(result.refreshed_at)
 
-    def _revert(self, key: PartitionKey, exc: Exception) -> None:
+    def _revert(self, key: PartitionKey, tried: PartitionResult | None, exc: Exception) -> None:
+        """Serve the last built result of `key` again, unless something newer came meanwhile
+        (a new result is tried in the next build; a partition no longer listed stays gone)."""
         log.error("snapshot_build_failed", partition=key.id, error=repr(exc))
+        if tried is None:
+            self._dirty.discard(key)  # a removal that breaks the build: it stays removed
+            return
+        if self._results.get(key) is not tried:
+            return
         built = self._built.get(key)
         if built is None:
             self._results.pop(key, None)
@@ -292,6 +311,10 @@ class SnapshotStore:
 
     def _swap(self, snapshot: Snapshot) -> None:
         first = self.current is None
+        before = set(self.current.warnings) if self.current else set()
+        for warning in snapshot.warnings:
+            if warning not in before:  # once, when it appears: not once per build
+                log.warning("snapshot_warning", warning=warning, generation=snapshot.generation)
         self.current = snapshot
         if first:
             log.info("snapshot_first_published", generation=snapshot.generation, partitions=len(self._results))

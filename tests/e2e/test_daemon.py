@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,42 +19,7 @@ import pytest
 
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
-from tests.conftest import ROOT
-from tests.helpers import system_tool
-
-COMMAND = [sys.executable, "-m", "discobridge"]
-
-
-def read_until(stream: object, marker: str, limit: int = 400) -> list[str]:
-    """Read lines until one contains `marker` (the process's own signal that it got there)."""
-    lines: list[str] = []
-    for _ in range(limit):
-        line = stream.readline()  # type: ignore[attr-defined]
-        if not line:
-            break
-        lines.append(line)
-        if marker in line:
-            return lines
-    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(lines)}")
-
-
-@contextlib.contextmanager
-def daemon_process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`discobridge <args>` with its stderr (the JSON log) piped; killed if a test leaves it running."""
-    process = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stderr.close()  # type: ignore[union-attr]
-
-
-def free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import COMMAND, daemon_process, events, example_config, free_port, read_until, system_tool
 
 
 @pytest.fixture
@@ -117,26 +80,6 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=15) == 0
-
-
-def example_config(tmp_path: Path, endpoint_url: str) -> Path:
-    """config.example.toml pointed at the fake AWS, polling fast, listening on loopback only."""
-    text = (
-        (ROOT / "config.example.toml")
-        .read_text()
-        .replace('# endpoint_url = "http://127.0.0.1:5000"', f'endpoint_url = "{endpoint_url}"')
-        .replace("poll_interval_s = 10", "poll_interval_s = 0.2")
-        .replace('listen = ["0.0.0.0:53"]', 'listen = ["127.0.0.1:0"]')
-        .replace('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:0"')
-    )
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
-
-
-def events(lines: list[str]) -> dict[str, dict[str, object]]:
-    parsed = (json.loads(line) for line in lines if line.startswith("{"))
-    return {event["event"]: event for event in parsed}
 
 
 def dig(port: int, *args: str) -> list[str]:

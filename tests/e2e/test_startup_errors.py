@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_daemon import COMMAND
+from tests.helpers import COMMAND
 
 BASE = '[aws]\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:9"\n[dns]\nzone = "d.test"\n'
 
@@ -20,14 +20,18 @@ BASE = '[aws]\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:9"\n[dns]\
 @pytest.fixture
 def taken() -> Iterator[int]:
     """A port on 127.0.0.1 held on both UDP and TCP by this test."""
-    udp, tcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp.bind(("127.0.0.1", port))
-    tcp.listen()
-    yield port
-    udp.close()
-    tcp.close()
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:  # the kernel's free UDP port is in use on TCP: take another
+                continue
+            tcp.listen()
+            yield port
+            return
+    raise OSError("no port on 127.0.0.1 free for both UDP and TCP")
 
 
 def start(config: str, *args: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:

@@ -247,3 +247,37 @@ async def test_a_first_poll_longer_than_the_call_timeout_completes_within_the_bu
     assert described == 20  # each revision once, across the failed attempt and the next
     assert fake_aws.faults.calls["DescribeTaskDefinition"] == 21  # and the one throttled
     assert waited is not None and waited > 1.0  # the poll outlasted the call timeout, on budget
+
+
+async def test_a_cluster_failing_after_its_tasks_are_described_is_given_up_on_at_startup(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.web_service("prod", "orders")
+    estate.web_service("batch", "reports")
+    # The task role may list and describe tasks but not read batch's task definition: each
+    # attempt re-describes batch's known tasks, which must not count as progress.
+    fake_aws.faults.fail("DescribeTaskDefinition", code="AccessDeniedException", status=400, match="reports")
+    tables: dict[str, Any] = {"ecs": {"clusters": ["prod", "batch"]}, "health": {"startup_wait_s": 1.0}}
+    async with running(fake_aws.url, aio_session, **tables) as daemon:
+        assert await daemon.store.wait_for(0, timeout=15) is not None  # published without batch
+        assert await services(daemon) == ["orders"]
+        status, body = await daemon_get(daemon, "/healthz")
+        reason = json.loads(body)["reason"]
+        assert status == 503 and reason.startswith("ecs cluster batch in local/us-east-1: no data")
+        assert "AccessDeniedException" in reason
+
+
+async def test_clusters_that_share_task_definitions_describe_each_once(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    definitions = [estate.task_definition(f"svc-{n}", Container("web", ports=(8080,))) for n in range(5)]
+    for cluster in ("prod", "staging"):
+        estate.cluster(cluster)
+        hosts = estate.hosts(cluster, 1)
+        for n, definition in enumerate(definitions):
+            estate.service(cluster, f"svc-{n}", definition, hosts)
+    fake_aws.faults.calls.clear()
+    async with running(fake_aws.url, aio_session) as daemon:
+        assert await daemon.store.wait_for(0, timeout=10) is not None
+        assert len(daemon.store.current.services["svc-0"].endpoints) == 2  # type: ignore[union-attr]
+    assert fake_aws.faults.calls["DescribeTaskDefinition"] == 5

@@ -51,7 +51,7 @@ async def test_a_conflicting_put_merges_with_the_other_replicas_document(bucket:
     )
     data = await first.read()
     assert data is not None
-    merged = decode(data, origin=bucket, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    merged = decode(data, origin=bucket)
     fresher = {key: [e.host_port for e in result.endpoints] for key, result in merged.partitions.items()}
     assert fresher == {PROD: [32770], other: []}  # PROD from first (20 > 15), other from second
     assert merged.caches == {"ecs": {"a": {"x": 1, "y": 2}}}
@@ -80,3 +80,12 @@ async def test_a_new_replica_answers_at_once_from_the_shared_snapshot(
             target = (first.saver.written + 2) if first.saver else 0
             assert await first.store.wait_until(lambda: first.saver is not None and first.saver.written >= target, 10)
             assert await second.store.wait_until(lambda: second.saver is not None and second.saver.written >= 2, 10)
+
+
+async def test_an_object_deleted_under_a_writer_is_written_again(bucket: str, s3: AwsClients, estate: Estate) -> None:
+    writer = S3Snapshot(aws=s3, url=bucket)
+    await writer.write(Saved({PROD: PartitionResult((endpoint("orders", 1),), 10.0)}))
+    estate.s3.delete_object(Bucket="discobridge-test", Key="replicas/snapshot.json")
+    await writer.write(Saved({PROD: PartitionResult((endpoint("orders", 2),), 20.0)}))
+    data = await S3Snapshot(aws=s3, url=bucket).read()
+    assert data is not None and b"32770" in data

@@ -77,6 +77,8 @@ def test_listen_accepts_ipv6_in_brackets(tmp_path: Path) -> None:
         (MINIMAL + '[snapshot]\npath = "/usr"\n', "[snapshot] path", "/usr is a directory"),
         (MINIMAL + '[snapshot]\npath = "/dev/null"\n', "[snapshot] path", "/dev/null is not a regular file"),
         (MINIMAL + "[health]\nstartup_wait_s = -1\n", "[health] startup_wait_s", ">= 0"),
+        (MINIMAL.replace("[dns]", "[dns]\nttl_s = 2147483648"), "[dns] ttl_s", "at most 2147483647"),
+        (MINIMAL.replace("Disco.Internal.", ("a" * 60 + ".") * 5), "[dns] zone", "at most 253 characters"),
         (MINIMAL + '[aws]\nendpoint_url = "x"\n', "", "Cannot declare"),
         (
             MINIMAL.replace('region = "eu-west-1"', 'region = "r"\nendpoint_url = "localhost"'),
@@ -110,6 +112,8 @@ def test_listen_accepts_ipv6_in_brackets(tmp_path: Path) -> None:
         "snapshot-directory",
         "snapshot-device",
         "startup-wait-negative",
+        "ttl-over-31-bits",
+        "zone-over-255-octets",
         "duplicate-table",
         "endpoint-scheme",
         "zone-chars",

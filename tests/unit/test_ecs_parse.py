@@ -113,6 +113,8 @@ CASES: list[tuple[str, list[Change], object]] = [
     ("disabled-case-insensitive", [_labels(discobridge_enable="FALSE")], None),
     ("port-label-unbound", [_labels(discobridge_port="9999")], "port_label_not_bound"),
     ("port-label-garbage", [_labels(discobridge_port="http")], "bad_port_label"),
+    ("port-label-underscores", [_labels(discobridge_port="8_0_8_0")], "bad_port_label"),  # int() takes it
+    ("port-label-unicode-digits", [_labels(discobridge_port="٨٠٨٠")], "bad_port_label"),
     ("sidecar-first-wins-without-labels", [_sidecar_first({})], ("orders-api", 40001, Health.HEALTHY)),
     (
         "port-label-picks-later-container",
@@ -158,6 +160,16 @@ def test_draining_host_wins_over_task_health() -> None:
 def test_bridge_task_without_known_host_is_skipped_with_reason() -> None:
     task, definition = recorded("bridge")
     assert parse_task(task, definition, None, draining=False) == "no_host_ip"
+
+
+def test_an_address_that_is_not_exactly_an_ip_is_skipped() -> None:
+    task, definition = copy.deepcopy(recorded("awsvpc"))
+    task["attachments"][0]["details"] = [{"name": "privateIPv4Address", "value": "10.0.2.087"}]
+    task["containers"][0]["networkInterfaces"] = []
+    assert parse_task(task, definition, None, draining=False) == "bad_ip"
+    bridge, bridge_definition = recorded("bridge")
+    odd_host = HostInfo(instance_id="i-0abc", private_ip="10.0.1.17 ", az="us-east-1a")
+    assert parse_task(bridge, bridge_definition, odd_host, draining=False) == "bad_ip"
 
 
 def test_awsvpc_task_without_eni_is_skipped_with_reason() -> None:

@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "readiness": set(),
     "loop_lag": set(),
     "memory": set(),
+    "descriptors": set(),
     "snapshot_file": {"model"},
     "snapshot_s3": {"aws", "snapshot_file"},
     "snapshot_saver": {"snapshot_file", "store"},

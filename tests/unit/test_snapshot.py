@@ -133,7 +133,8 @@ async def test_nothing_is_published_without_any_result_however_long_it_fails() -
         clock.now += 100
         store.record_failure(PROD, "unreachable")
         store.record_failure(STAGING, "unreachable")
-    assert store.current is None and store.pending() == []  # given up on, yet nothing to publish
+    assert store.current is None  # given up on, yet nothing to publish: still named
+    assert [p.endswith("unreachable (failing too long: no longer waited for)") for p in store.pending()] == [True] * 2
     await store.close()
 
 
@@ -175,4 +176,13 @@ async def test_a_build_that_fails_puts_back_only_the_partition_that_breaks_it() 
     assert store.generation > generation and "poison" not in store.current.services  # type: ignore[union-attr]
     assert {e.host_port for e in store.current.services["orders"].endpoints} == {32770, 32772}  # type: ignore[union-attr]
     assert "snapshot build failed" in str(store.partitions[STAGING].attempts.last_error)
+    await store.close()
+
+
+async def test_a_submit_is_answered_when_a_partition_is_listed_while_it_waits_for_its_build() -> None:
+    store = make_store()
+    waiting = asyncio.create_task(store.submit(PROD, PartitionResult((endpoint("orders", 1),), store.now())))
+    await asyncio.sleep(0)  # submit has queued its build
+    store.listed(PROD.scope, [PROD, STAGING])  # a new cluster, no result yet: not ready any more
+    assert await asyncio.wait_for(waiting, timeout=5) is True  # held for the first snapshot, not lost
     await store.close()

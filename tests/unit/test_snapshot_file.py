@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from discobridge.model import Health, PartitionResult
@@ -70,3 +71,19 @@ def test_merge_keeps_the_fresher_result_of_each_partition() -> None:
     merged = merge(ours, theirs)
     assert merged.partitions == {PROD: ours.partitions[PROD], STAGING: theirs.partitions[STAGING]}
     assert merged.caches == {"ecs": {"a": {"x": 1, "y": 2}}}
+
+
+def test_merge_drops_what_we_no_longer_have_but_keeps_a_scope_we_do_not_serve() -> None:
+    elsewhere = partition("prod", region="eu-west-1")
+    ours = Saved({PROD: PartitionResult((ENDPOINT,), 10.0)})
+    theirs = Saved({STAGING: PartitionResult((), 50.0), elsewhere: PartitionResult((), 50.0)})
+    assert set(merge(ours, theirs).partitions) == {PROD, elsewhere}  # staging was deleted since
+
+
+@pytest.mark.parametrize("when", ["NaN", "Infinity", "1e30"], ids=["nan", "infinite", "future"])
+def test_a_partition_of_unknown_age_is_not_restored(when: str) -> None:
+    document = encode(Saved({PROD: PartitionResult((ENDPOINT,), 1.0)}), clock=lambda: 1.0, wall_clock=lambda: 100.0)
+    parsed = json.loads(document)
+    parsed["partitions"][0]["refreshed_at"] = "@"
+    damaged = json.dumps(parsed).replace('"@"', when).encode()
+    assert decode(damaged, origin="t", clock=lambda: 1.0, wall_clock=lambda: 100.0).partitions == {}

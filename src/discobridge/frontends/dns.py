@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import structlog
 from discobridge.config import BindError, HostPort
 from discobridge.frontends import udp_batch
 from discobridge.frontends.dns_answer import DnsResponder
+from discobridge.frontends.dns_tcp import DnsTcpConnection, TcpConnections
 from discobridge.metrics import Metrics
 from discobridge.store import SnapshotStore
 
@@ -54,66 +54,6 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("dns_udp_error", error=str(exc))
 
 
-class _Tcp(asyncio.Protocol):
-    """Length-prefixed queries (RFC 1035 4.2.2); all complete ones in a read get one write."""
-
-    def __init__(self, frontend: DnsFrontend) -> None:
-        self._frontend = frontend
-        self._buffer = bytearray()
-        self._transport: asyncio.Transport | None = None
-        self._idle: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        if not self._frontend.admit(self):
-            transport.close()
-            return
-        self._arm_idle_timer()
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        replies = []
-        while len(self._buffer) >= 2:
-            (size,) = struct.unpack_from("!H", self._buffer)
-            if len(self._buffer) < 2 + size:
-                break
-            message = bytes(self._buffer[2 : 2 + size])
-            del self._buffer[: 2 + size]
-            try:
-                reply = self._frontend.responder.respond_tcp(message)
-            except Exception:
-                log.debug("dns_query_failed", exc_info=True)
-                reply = None
-            if reply is not None:
-                replies.append(struct.pack("!H", len(reply)) + reply)
-        if replies and self._transport is not None:
-            self._transport.write(b"".join(replies))
-        self._arm_idle_timer()
-
-    def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()  # a client that does not read gets no more answers
-
-    def resume_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._frontend.release(self)
-
-    def _arm_idle_timer(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        if self._transport is not None:
-            self._idle = asyncio.get_running_loop().call_later(self._frontend.tcp_idle_s, self._transport.close)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-
 class DnsFrontend:
     """Serves the store's snapshot over DNS on each listen address, UDP and TCP."""
 
@@ -128,15 +68,22 @@ class DnsFrontend:
         udp_batching: bool | None = None,
     ) -> None:
         self.responder = DnsResponder(store=store)
+        self.tcp = TcpConnections(limit=tcp_max_connections, idle_s=tcp_idle_s, respond=self.responder.respond_tcp)
         # recvmmsg/sendmmsg where the platform has them; the event loop's UDP transport elsewhere.
         self.udp_batching = udp_batch.available() if udp_batching is None else udp_batching
-        self.tcp_idle_s = tcp_idle_s
-        self._tcp_max_connections = tcp_max_connections
         self._listen = list(listen)
-        self._connections: set[_Tcp] = set()
         self._udp: list[asyncio.DatagramTransport | udp_batch.BatchedUdpServer] = []
         self._tcp: list[asyncio.Server] = []
         self.addresses: list[HostPort] = []
+        metrics.gauge_from(
+            "discobridge_dns_tcp_connections", "DNS-over-TCP connections open now.", [], lambda: {(): len(self.tcp)}
+        )
+        metrics.count_from(
+            "discobridge_dns_tcp_evicted",
+            "DNS-over-TCP connections closed to admit a new one at the connection cap (the longest idle).",
+            [],
+            lambda: {(): self.tcp.evicted},
+        )
         metrics.count_from(
             "discobridge_dns_queries",
             "DNS queries answered, by query type and response code.",
@@ -162,7 +109,7 @@ class DnsFrontend:
             port = await self._start_udp(address, family)
             try:
                 server = await asyncio.get_running_loop().create_server(
-                    lambda: _Tcp(self), address.host, port, family=family
+                    lambda: DnsTcpConnection(self.tcp), address.host, port, family=family
                 )
             except OSError as exc:
                 self._udp.pop().close()
@@ -199,17 +146,7 @@ class DnsFrontend:
             transport.close()
         for server in self._tcp:
             server.close()
-        for connection in list(self._connections):
-            connection.close()
+        self.tcp.close_all()
         for server in self._tcp:
             await server.wait_closed()
         self._udp, self._tcp = [], []
-
-    def admit(self, connection: _Tcp) -> bool:
-        if len(self._connections) >= self._tcp_max_connections:
-            return False
-        self._connections.add(connection)
-        return True
-
-    def release(self, connection: _Tcp) -> None:
-        self._connections.discard(connection)

@@ -226,7 +226,9 @@ def _question_end(data: bytes) -> int | None:
             break
         if length & 0xC0 == 0xC0:
             return None
-        if length > 63 or offset - 12 + length > 254:
+        # A name is at most 255 octets with its root label (RFC 1035 3.1): this label's length
+        # byte, its octets and the root must fit.
+        if length > 63 or offset - 12 + length + 2 > 255:
             raise _Refusal(data, FORMERR)
         offset += length + 1
     end = offset + 5
@@ -255,6 +257,8 @@ def _parse_compressed(data: bytes) -> _Query:
     if any(len(label) > 63 for label in labels):
         raise _Refusal(data, FORMERR)
     name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    if len(name) > 255:
+        raise _Refusal(data, FORMERR)
     opt = next((rr for rr in record.ar if rr.rtype == _OPT_TYPE), None)
     return _Query(
         flags=struct.unpack_from("!H", data, 2)[0],

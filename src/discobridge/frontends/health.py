@@ -143,6 +143,7 @@ async def handle_healthz(request: web.Request) -> web.Response:
         "age_s": _rounded(verdict.age_s),
         "generation": store.generation,
         "partitions": _partitions(store),
+        "warnings": list(store.current.warnings) if store.current else [],
     }
     return web.json_response(body, status=200 if verdict.healthy else 503, headers={"Cache-Control": "no-store"})
 
@@ -164,6 +165,8 @@ async def handle_status_page(request: web.Request) -> web.Response:
         )
         for key, status in store.partitions.items()
     ]
+    if snapshot is not None and snapshot.warnings:
+        cards.append(("the data", "", "; ".join(snapshot.warnings)))
     page = render_status_page(
         sections=snapshot.view(STATUS_SECTIONS) if snapshot else b"<p>Waiting for the first poll of AWS.</p>",
         generation=store.generation,

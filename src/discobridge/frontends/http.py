@@ -10,11 +10,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 
 from discobridge.config import BindError, Config, HostPort
 from discobridge.frontends import eureka, health, resolver
+from discobridge.frontends.http_connections import LimitedRunner, json_error
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE, HttpState
 from discobridge.metrics import Metrics
 from discobridge.store import SnapshotStore
@@ -23,20 +22,18 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Limits on what a client may send: a longer request line gets 400, a longer header field or
-# more headers 431. The two sizes differ so the parser's LineTooLong tells which one was hit.
-MAX_REQUEST_LINE = 8190
-MAX_HEADER_FIELD = 8192
-MAX_HEADERS = 100
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+# No route reads a body: one this large is refused before anything reads it (Eureka's register
+# call, the largest a client sends, is about 2 KiB).
+MAX_BODY = 16 * 1024
 
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every 4xx/5xx leaves as a JSON body; an unexpected failure is a 500 with no traceback."""
+    if (request.content_length or 0) > MAX_BODY:
+        response = json_error(413, f"a request body over {MAX_BODY} bytes is refused")
+        response.force_close()  # the body is not read: the connection ends here
+        return response
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -63,34 +60,6 @@ def _counting(counts: Counter[tuple[str, str]]) -> Any:
     return count
 
 
-class _Protocol(RequestHandler):
-    """aiohttp's connection handler, answering unparseable requests in JSON and quietly."""
-
-    def handle_error(
-        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
-    ) -> web.StreamResponse:
-        too_long = isinstance(exc, LineTooLong) and exc.args[1] == MAX_HEADER_FIELD
-        if too_long or (isinstance(exc, HttpProcessingError) and "Too many headers" in str(exc.message)):
-            status = 431
-        reason = exc.message if isinstance(exc, HttpProcessingError) else (message or "bad request")
-        log.debug("http_request_rejected", status=status, error=reason)
-        response = json_error(status, str(reason)[:200])
-        response.force_close()
-        return response
-
-
-class _Server(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _Protocol(self, loop=self._loop, **self._kwargs)
-
-
-class _Runner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _Server  # the same server, handing connections to our protocol class
-        return server
-
-
 def make_app(
     *, store: SnapshotStore, metrics: Metrics, config: Config, wall_clock: Callable[[], float] = time.time
 ) -> web.Application:
@@ -113,21 +82,27 @@ def make_app(
 class HttpFrontend:
     """Serves the HTTP app on one address."""
 
-    def __init__(self, *, app: web.Application, listen: HostPort) -> None:
+    def __init__(self, *, app: web.Application, listen: HostPort, **limits: Any) -> None:
         self.app = app
         self._listen = listen
+        self._limits = limits  # max_connections, head_timeout_s, idle_s (http_connections)
+        app[METRICS].gauge_from(
+            "discobridge_http_connections", "HTTP connections open now.", [], lambda: {(): len(self._connections())}
+        )
+        app[METRICS].count_from(
+            "discobridge_http_evicted",
+            "HTTP connections closed to admit a new one at the connection cap (the longest without a request).",
+            [],
+            lambda: {(): getattr(self._runner.server if self._runner else None, "evicted", 0)},
+        )
         self._runner: web.BaseRunner | None = None
         self.address: HostPort | None = None
 
     async def start(self) -> None:
-        self._runner = _Runner(
+        self._runner = LimitedRunner(
             self.app,
-            handle_signals=False,
-            access_log=None,  # no line per request; /metrics counts them
-            max_line_size=MAX_REQUEST_LINE,
-            max_field_size=MAX_HEADER_FIELD,
-            max_headers=MAX_HEADERS,
             shutdown_timeout=3.0,  # what is still open after the drain gets 3 s, then is closed
+            **self._limits,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._listen.host, self._listen.port)
@@ -138,6 +113,10 @@ class HttpFrontend:
             raise BindError.of("[http] listen", self._listen, exc) from None
         self.address = HostPort(self._listen.host, int(self._runner.addresses[0][1]))
         log.info("http_listening", address=str(self.address))
+
+    def _connections(self) -> list[Any]:
+        server = self._runner.server if self._runner is not None else None
+        return server.connections if server is not None else []
 
     def begin_shutdown(self) -> None:
         """From now on /healthz answers 503, so load balancers take this replica out first, and

@@ -74,8 +74,10 @@ async def handle_service(request: web.Request) -> web.Response:
 
 def _index(request: web.Request) -> int:
     text = request.query["index"]
-    if not (text.isascii() and text.isdigit()):
-        raise web.HTTPBadRequest(reason=f"index must be a whole number >= 0, got {text!r}")
+    # An index is a generation: 20 digits hold any 64-bit one, and int() of thousands of digits
+    # is refused by Python (and slow before that).
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise web.HTTPBadRequest(reason=f"index must be a whole number >= 0, got {text[:40]!r}")
     return int(text)
 
 

@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import structlog
 
-from discobridge.model import Endpoint, Service, normalize_service_name
+from discobridge.model import Endpoint, Service
 from discobridge.render import ViewKey
+from discobridge.render.dns_names import (
+    QUALIFIED,
+    Claim,
+    carries,
+    clash_warning,
+    cluster_labels,
+    dotted,
+    target_claim,
+    target_label,
+    valid,
+    wins,
+)
 from discobridge.render.memo import PerService
 
 A_TYPE, NS_TYPE, SOA_TYPE, TXT_TYPE, AAAA_TYPE, SRV_TYPE, ANY_TYPE = 1, 2, 6, 16, 28, 33, 255
@@ -79,6 +91,7 @@ class DnsAnswers:
     names: Mapping[bytes, Mapping[int, Answer]]
     nodata: Answer
     nxdomain: Answer
+    warnings: tuple[str, ...] = ()  # names that clashed (render.dns_names), and who kept them
 
     def lookup(self, qname: bytes, qtype: int) -> Answer | None:
         """The answer for a lowercase wire name inside the zone; None when the name is outside it."""
@@ -142,10 +155,25 @@ class DnsRenderer:
 
     def __call__(self, services: Mapping[str, Service], generation: int, previous: DnsAnswers | None) -> DnsAnswers:
         names: dict[bytes, Mapping[int, Answer]] = {}
+        claims: dict[bytes, Claim] = {}
         parents: set[bytes] = set()
-        for rendered, above in self._per_service(services).values():
-            names.update(rendered)
-            parents |= above
+        warnings: list[str] = []
+        for rendered in self._per_service(services).values():
+            warnings += rendered.warnings
+            parents |= rendered.parents
+            for name, answers in rendered.names.items():
+                claim = rendered.claims.get(name)
+                if name in names:
+                    known = claims.get(name)
+                    if claim is None or known is None:
+                        continue
+                    kept, lost = (claim, known) if wins(claim, known) else (known, claim)
+                    warnings.append(clash_warning(dotted(name), kept, lost))
+                    if kept is known:
+                        continue
+                names[name] = answers
+                if claim is not None:
+                    claims[name] = claim
         apex = wire_name(self._zone)
         soa = self._soa_rdata(generation & 0xFFFFFFFF)
         names[apex] = MappingProxyType(
@@ -163,35 +191,37 @@ class DnsRenderer:
             names=MappingProxyType(names),
             nodata=Answer(NOERROR, authority=negative),
             nxdomain=Answer(NXDOMAIN, authority=negative),
+            warnings=tuple(sorted(set(warnings))),
         )
 
-    def _render_service(self, service: Service) -> tuple[dict[bytes, Mapping[int, Answer]], set[bytes]]:
-        """A service's names with their answers, and the names above them (empty non-terminals
-        unless another name takes them: RFC 8020, NODATA rather than NXDOMAIN)."""
-        names = self._service_names(service)
-        apex = wire_name(self._zone)
-        return {k: MappingProxyType(v) for k, v in names.items()}, _empty_non_terminals(names, apex)
-
-    def _service_names(self, service: Service) -> dict[bytes, dict[int, Answer]]:
+    def _render_service(self, service: Service) -> _ServiceNames:
+        """A service's names with their answers, who each may-clash name is for, and the names
+        above them (empty non-terminals unless another name takes them: RFC 8020, NODATA)."""
         zone, name = self._zone, service.name
-        if not _valid_name(f"_{name}._tcp.{zone}") or not _valid_name(f"{_LONGEST_LABEL}.{name}.{zone}"):
+        if not carries(zone, name):
             # A name DNS cannot carry (a label over 63 bytes, a name over 255) is left out of DNS
             # only; HTTP and Eureka still serve the service.
             log.warning("dns_name_too_long", service=name, zone=zone)
-            return {}
-        targets = {e: f"{_target_label(e)}.{name}.{zone}" for e in service.endpoints}
+            return _ServiceNames({}, {}, set(), ())
+        targets = {e: f"{target_label(e)}.{name}.{zone}" for e in service.endpoints}
         records = {e: self._endpoint_records(e, targets[e]) for e in service.endpoints}
         out = {wire_name(f"{name}.{zone}"): _answers(service.serving, records)}
-        for cluster in service.clusters:
-            qualified = f"{name}.{normalize_service_name(cluster)}.{zone}"
-            if _valid_name(qualified):
+        claims: dict[bytes, Claim] = {}
+        labels, warnings = cluster_labels(service)
+        for cluster, label in labels.items():
+            qualified = f"{name}.{label}.{zone}"
+            if valid(qualified):
                 subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
                 out[wire_name(qualified)] = _answers(subset.serving, records)
+                claims[wire_name(qualified)] = Claim(QUALIFIED, f"service {name} in cluster {cluster}")
         out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
         for endpoint, target in targets.items():
             mine = records[endpoint]
             out[wire_name(target)] = {mine.address_type: _single(mine.address)}
-        return out
+            claims[wire_name(target)] = target_claim(endpoint)
+        apex = wire_name(zone)
+        proxied: dict[bytes, Mapping[int, Answer]] = {k: MappingProxyType(v) for k, v in out.items()}
+        return _ServiceNames(proxied, claims, _empty_non_terminals(out, apex), tuple(warnings))
 
     def _endpoint_records(self, endpoint: Endpoint, target: str) -> _EndpointRecords:
         ip = endpoint.host_ip
@@ -254,22 +284,18 @@ def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
     return Answer(NOERROR, tuple(answer), (), tuple(additional))
 
 
-_LONGEST_LABEL = "x" * 63  # the longest SRV target label: a service must leave room for it
 _NOTHING: Mapping[int, Answer] = MappingProxyType({})
 
 
-def _valid_name(name: str) -> bool:
-    labels = name.split(".")
-    return all(0 < len(label) <= 63 for label in labels) and len(name) + 2 <= 255
+@dataclass(frozen=True, slots=True)
+class _ServiceNames:
+    names: dict[bytes, Mapping[int, Answer]]
+    claims: dict[bytes, Claim]  # who each name that may clash is for
+    parents: set[bytes]
+    warnings: tuple[str, ...]
 
 
-def _target_label(endpoint: Endpoint) -> str:
-    """The SRV target label: the task id, or the address when an endpoint has no task."""
-    label = normalize_service_name(endpoint.task_id or f"{endpoint.host_ip}-{endpoint.host_port}")
-    return label.strip("-")[:63] or "endpoint"
-
-
-def _empty_non_terminals(names: Mapping[bytes, object], apex: bytes) -> set[bytes]:
+def _empty_non_terminals(names: Collection[bytes], apex: bytes) -> set[bytes]:
     """Names with nothing of their own but something below them: NODATA, never NXDOMAIN (RFC 8020)."""
     empty: set[bytes] = set()
     for name in names:

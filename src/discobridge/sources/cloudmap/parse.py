@@ -5,31 +5,43 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from discobridge.model import Endpoint, Health, normalize_service_name
+from discobridge.model import Endpoint, Health, make_endpoint, normalize_service_name
 
 SOURCE = "cloudmap"
 
 
 def parse_instance(service: str, instance: Mapping[str, Any]) -> Endpoint | str:
-    """One Cloud Map instance as an endpoint; a string is the reason it had to be skipped."""
-    attributes = instance.get("Attributes") or {}
-    ip = attributes.get("AWS_INSTANCE_IPV4", "")
+    """One Cloud Map instance as an endpoint; a string is the reason it had to be skipped.
+
+    Anyone allowed to register an instance writes these attributes, so each is checked: the
+    address must be an IP address exactly, the port ASCII digits in range.
+    """
+    attributes = instance.get("Attributes")
+    if not isinstance(attributes, Mapping):
+        return "no_attributes"
+    ip = _attribute(attributes, "AWS_INSTANCE_IPV4") or _attribute(attributes, "AWS_INSTANCE_IPV6")
     if not ip:
-        return "no_ipv4"
-    port_text = attributes.get("AWS_INSTANCE_PORT", "")
+        return "no_address"
+    port_text = _attribute(attributes, "AWS_INSTANCE_PORT")
     if not port_text:
         return "no_port"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
         return "bad_port"
     # HEALTHY and UNKNOWN (no health check configured) both serve, as Route 53 treats them.
     health = Health.UNHEALTHY if instance.get("HealthStatus") == "UNHEALTHY" else Health.HEALTHY
-    return Endpoint(
+    return make_endpoint(
         service=normalize_service_name(service),
         host_ip=ip,
         host_port=int(port_text),
         health=health,
-        az=attributes.get("AVAILABILITY_ZONE", ""),
+        az=_attribute(attributes, "AVAILABILITY_ZONE"),
         source=SOURCE,
-        cluster=attributes.get("ECS_CLUSTER_NAME", ""),
-        instance_id=attributes.get("EC2_INSTANCE_ID") or attributes.get("AWS_EC2_INSTANCE_ID", ""),
+        # Shown, but never a DNS name: who can register an instance can write any cluster here.
+        cluster=_attribute(attributes, "ECS_CLUSTER_NAME"),
+        instance_id=_attribute(attributes, "EC2_INSTANCE_ID") or _attribute(attributes, "AWS_EC2_INSTANCE_ID"),
     )
+
+
+def _attribute(attributes: Mapping[str, Any], name: str) -> str:
+    value = attributes.get(name)
+    return value if isinstance(value, str) else ""

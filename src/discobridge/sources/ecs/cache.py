@@ -10,13 +10,16 @@ revision. Entries no task has used for an hour are dropped, so churn cannot grow
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from discobridge.aws import AwsClients
+from discobridge.aws import AwsCallError, AwsClients
+from discobridge.model import canonical_ip
 from discobridge.sources.base import Progress, batches, gather_kept
 from discobridge.sources.ecs.fetch import fetch_container_instances, fetch_ec2_instances, fetch_task_definition
 from discobridge.sources.ecs.parse import ContainerFacts, DefinitionFacts, HostInfo, TaskFacts, definition_facts
@@ -24,6 +27,10 @@ from discobridge.sources.ecs.parse import ContainerFacts, DefinitionFacts, HostI
 log = structlog.get_logger(__name__)
 
 RETENTION_S = 3600.0
+# A revision ECS refuses to describe (not a throttle or an outage: an error about that record) is
+# tried again this much later; its tasks are skipped and counted meanwhile.
+UNREADABLE_RETRY_S = 600.0
+_ONE_RECORD_ERRORS = frozenset({"ClientException", "InvalidParameterException"})
 _SWEEP_EVERY_S = 60.0
 # How often a partition whose tasks did not change still looks its entries up, so they count as
 # used: well within RETENTION_S.
@@ -39,6 +46,8 @@ class EcsCache:
         self._hosts: dict[str, HostInfo] = {}
         self._ec2_of: dict[str, str] = {}  # container instance -> EC2 id, until its host is described
         self._used: dict[str, float] = {}  # any key above -> when a task last needed it
+        self._describing: dict[str, asyncio.Task[None]] = {}  # revisions being described now
+        self._unreadable: dict[str, float] = {}  # revisions ECS refused, and when
         self.revision = 0  # grows whenever a definition or host is learned or dropped
         self._swept_at = clock()
 
@@ -71,11 +80,42 @@ class EcsCache:
         self._sweep()
 
     async def _learn_definition(self, aws: AwsClients, arn: str, progress: Progress) -> None:
-        facts = definition_facts(await fetch_task_definition(aws, arn))
+        """Describe one revision, once however many clusters need it at the same time."""
+        if self._unreadable.get(arn, -UNREADABLE_RETRY_S) > self._clock() - UNREADABLE_RETRY_S:
+            return  # ECS refused it lately: its tasks are skipped, not the cluster failed
+        shared = self._describing.get(arn)
+        if shared is None:
+            # Shielded, so a waiter that goes away (its refresh cancelled) does not cancel it for
+            # the others; it is dropped unsent with the refresh that started it if that fails.
+            shared = asyncio.get_running_loop().create_task(self._describe_definition(aws, arn))
+            self._describing[arn] = shared
+            shared.add_done_callback(functools.partial(self._described, arn))
+        await asyncio.shield(shared)
+        progress.add()
+
+    async def _describe_definition(self, aws: AwsClients, arn: str) -> None:
+        try:
+            facts = definition_facts(await fetch_task_definition(aws, arn))
+        except AwsCallError as exc:
+            if exc.code not in _ONE_RECORD_ERRORS:
+                raise
+            log.warning("task_definition_unreadable", arn=arn, error=str(exc))
+            self._unreadable[arn] = self._clock()
+            return
         self._definitions[arn] = facts
         self._used[arn] = self._clock()
         self.revision += 1
-        progress.add()
+
+    def _described(self, arn: str, task: asyncio.Task[None]) -> None:
+        self._describing.pop(arn, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already
+
+    async def close(self) -> None:
+        """Cancel describes still in flight (at shutdown)."""
+        for task in list(self._describing.values()):
+            task.cancel()
+        await asyncio.gather(*self._describing.values(), return_exceptions=True)
 
     async def _learn_hosts(self, aws: AwsClients, cluster: str, instances: Sequence[str], progress: Progress) -> None:
         unknown = [ci for ci in instances if ci not in self._ec2_of]
@@ -89,6 +129,7 @@ class EcsCache:
             arn, ec2_id = described.get("containerInstanceArn"), described.get("ec2InstanceId")
             if isinstance(arn, str) and isinstance(ec2_id, str):
                 self._ec2_of[arn] = ec2_id
+                self._used[arn] = self._clock()
                 progress.add()
 
     async def _learn_ec2_hosts(
@@ -154,10 +195,13 @@ class EcsCache:
                 loaded += 1
         self.revision += 1
         for ci, raw in _items(data.get("hosts")):
-            if isinstance(raw, Mapping) and all(
+            if not isinstance(raw, Mapping) or not all(
                 isinstance(raw.get(k), str) for k in ("instance_id", "private_ip", "az")
             ):
-                self._hosts[ci] = HostInfo(raw["instance_id"], raw["private_ip"], raw["az"])
+                continue
+            ip = canonical_ip(raw["private_ip"]) if raw["private_ip"] else ""
+            if ip is not None:  # a bad address would poison every task on that host
+                self._hosts[ci] = HostInfo(raw["instance_id"], ip, raw["az"])
                 self._used[ci] = now
                 loaded += 1
         return loaded

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from discobridge.model import Endpoint, Health, normalize_service_name
+from discobridge.model import Endpoint, Health, make_endpoint, normalize_service_name
 
 LABEL_NAME = "discobridge.name"
 LABEL_PORT = "discobridge.port"
@@ -207,7 +207,7 @@ def parse_task(
     name = _service_name(task, definition, container)
     if not name:
         return "no_name"
-    return Endpoint(
+    return make_endpoint(
         service=name,
         host_ip=ip,
         host_port=mapping.host_port,
@@ -228,13 +228,12 @@ def _choose_mapping(
     """`discobridge.port` picks a mapping; otherwise the first TCP mapping of the first container."""
     bindings = _tcp_mappings(task, containers, mode)
     for container in containers:
-        label = container.label(LABEL_PORT)
+        label = container.label(LABEL_PORT).strip()
         if not label:
             continue
-        try:
-            wanted = int(label)
-        except ValueError:
-            return "bad_port_label"
+        if not (label.isascii() and label.isdigit()):
+            return "bad_port_label"  # int() would take "8_0_8_0" and "٨٠٨٠" as 8080
+        wanted = int(label)
         for mapping in bindings.get(container.name, ()):
             if mapping.container_port == wanted:
                 return mapping, container

@@ -95,12 +95,12 @@ class ClusterTasks:
         async with self._describing:
             described, missing = await fetch_tasks(aws, self._cluster, arns)
         now = self._clock()
-        found: set[str] = set()
+        learned = 0  # tasks not known before: a health re-describe of a known one is no progress
         for raw in described:
             facts = task_facts(raw)
             if facts is None:
                 continue
-            found.add(facts.arn)
+            learned += facts.arn not in self._tasks
             if facts.running:
                 self._keep(facts, now)
             else:
@@ -109,7 +109,7 @@ class ClusterTasks:
         for arn in missing:
             self._forget(arn)
             confirmed_gone.add(arn)
-        progress.add(len(found) + len(missing))
+        progress.add(learned)
 
     def _keep(self, facts: TaskFacts, now: float) -> None:
         known = self._tasks.get(facts.arn)
