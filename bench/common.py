@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import queue
 import signal
 import socket
-from collections.abc import Iterable
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from discobridge.model import LOCAL_ACCOUNT, Endpoint, PartitionKey, PartitionResult
 from discobridge.render.dns import DnsRenderer
@@ -73,3 +80,76 @@ def serving_store(endpoints: Iterable[Endpoint], zone: str = "bench.test") -> Sn
     store.listed(BENCH_PARTITION.scope, [BENCH_PARTITION])
     store.publish(BENCH_PARTITION, PartitionResult(tuple(endpoints), 0.0))
     return store
+
+
+class DaemonProcess:
+    """`discobridge run` as a process, its JSON log read into events as they come."""
+
+    def __init__(self, config: Path) -> None:
+        self.started = time.monotonic()
+        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "discobridge", "run", "-c", str(config)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.peak_rss_mb = 0.0
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if line.startswith("{"):
+                self.events.put((time.monotonic(), json.loads(line)))
+
+    def _sample(self) -> None:
+        while self.process.poll() is None:
+            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+            time.sleep(0.2)
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def wait(
+        self, event: str, timeout: float, where: Callable[[dict[str, Any]], bool] = lambda e: True
+    ) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            at, found = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
+            if found.get("event") == event and where(found):
+                return at, found
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(
+            ("discobridge_aws_calls_total{", "discobridge_aws_token_wait_seconds_total{", "discobridge_event_loop_lag")
+        ):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+def calls_by_operation(sample: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in sample.items():
+        if name.startswith("discobridge_aws_calls_total{"):
+            operation = name.split('operation="', 1)[1].split('"', 1)[0]
+            out[operation] = out.get(operation, 0) + value
+    return out

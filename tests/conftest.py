@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from aiobotocore.session import AioSession, get_session
 # Nothing in a test may reach the EC2 metadata service (a non-loopback address).
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
+from discobridge.app import Daemon
 from discobridge.config import Config, parse_config
 from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
@@ -69,6 +71,19 @@ def make_config(endpoint_url: str, **tables: dict[str, Any]) -> Config:
         for table, values in base.items()
     )
     return parse_config(text, "<test>")
+
+
+@asynccontextmanager
+async def running(url: str, session: AioSession, clock: Any = None, **tables: Any) -> AsyncIterator[Daemon]:
+    """A daemon on loopback against `url`, serving until the block ends."""
+    options = tables.pop("aws_options", {"max_attempts": 1})
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    extra["events_wait_s"] = tables.pop("events_wait_s", 20)
+    interval = tables.pop("snapshot_interval_s", 10.0)
+    config = make_config(url, **tables)
+    async with Daemon(config, session=session, aws_options=options, snapshot_interval_s=interval, **extra) as daemon:
+        await daemon.serve()
+        yield daemon
 
 
 def _toml(value: Any) -> str:

@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from common import free_port  # noqa: E402
+from common import DaemonProcess, calls_by_operation, free_port, metrics  # noqa: E402
 from estate import CLUSTER, seed  # noqa: E402
 
 from discobridge.fakeaws.estate import Container, Estate  # noqa: E402
@@ -40,70 +36,6 @@ ZONE = "scale.test"
 CLUSTER_RESOURCE_PER_S = 20 * 0.25
 
 
-class Daemon:
-    """`discobridge run` as a process, its JSON log read into events as they come."""
-
-    def __init__(self, config: Path) -> None:
-        self.started = time.monotonic()
-        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "discobridge", "run", "-c", str(config)],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.peak_rss_mb = 0.0
-        threading.Thread(target=self._sample, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if line.startswith("{"):
-                self.events.put((time.monotonic(), json.loads(line)))
-
-    def _sample(self) -> None:
-        while self.process.poll() is None:
-            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
-            time.sleep(0.2)
-
-    def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def wait(
-        self, event: str, timeout: float, where: Callable[[dict[str, Any]], bool] = lambda e: True
-    ) -> tuple[float, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            at, found = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
-            if found.get("event") == event and where(found):
-                return at, found
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
-
-
-def metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(
-            ("discobridge_aws_calls_total{", "discobridge_aws_token_wait_seconds_total{", "discobridge_event_loop_lag")
-        ):
-            name, value = line.rsplit(" ", 1)
-            found[name] = float(value)
-    return found
-
-
 def stalls(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Loop-lag observations between two samples, by histogram bucket ("le" bound: count)."""
     out = {}
@@ -111,15 +43,6 @@ def stalls(before: dict[str, float], after: dict[str, float]) -> dict[str, float
         if name.startswith("discobridge_event_loop_lag_seconds_bucket{"):
             bound = name.split('le="', 1)[1].split('"', 1)[0]
             out[bound] = value - before.get(name, 0.0)
-    return out
-
-
-def calls_by_operation(sample: dict[str, float]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, value in sample.items():
-        if name.startswith("discobridge_aws_calls_total{"):
-            operation = name.split('operation="', 1)[1].split('"', 1)[0]
-            out[operation] = out.get(operation, 0) + value
     return out
 
 
@@ -174,7 +97,7 @@ def measure(tasks: int, polls: int) -> dict[str, Any]:
     dns_port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp), aws.url, dns_port, http_port)
-        daemon = Daemon(config)
+        daemon = DaemonProcess(config)
         result |= cold_and_steady(daemon, http_port, polls)
         result |= one_task_replaced(daemon, estate, hosts, first_service[0], dns_port, http_port)
         daemon.wait("snapshot_saved", timeout=60)
@@ -185,7 +108,7 @@ def measure(tasks: int, polls: int) -> dict[str, Any]:
     return result
 
 
-def cold_and_steady(daemon: Daemon, http_port: int, polls: int) -> dict[str, Any]:
+def cold_and_steady(daemon: DaemonProcess, http_port: int, polls: int) -> dict[str, Any]:
     """The first complete snapshot, then `polls` steady polls."""
     at, _ = daemon.wait("snapshot_first_published", timeout=3600)
     cold = metrics(http_port)
@@ -207,7 +130,7 @@ def cold_and_steady(daemon: Daemon, http_port: int, polls: int) -> dict[str, Any
 
 
 def one_task_replaced(
-    daemon: Daemon, estate: Estate, hosts: list[str], task_arn: str, dns_port: int, http_port: int
+    daemon: DaemonProcess, estate: Estate, hosts: list[str], task_arn: str, dns_port: int, http_port: int
 ) -> dict[str, Any]:
     """One task of svc-0000 stops and another starts: when DNS shows it, what it cost to render."""
     prober = Prober(dns_port, f"_svc-0000._tcp.{ZONE}")
@@ -239,7 +162,7 @@ def one_task_replaced(
 def warm_restart(config: Path, aws: FakeAws, http_port: int) -> dict[str, Any]:
     """A restart from the snapshot file: when it answers with the whole estate, and what its
     first poll costs."""
-    warm = Daemon(config)
+    warm = DaemonProcess(config)
     at, _ = warm.wait("http_listening", timeout=600)
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v1/services", timeout=10) as response:
         services = len(json.loads(response.read())["services"])

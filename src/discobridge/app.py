@@ -17,6 +17,7 @@ from aiobotocore.session import AioSession
 from discobridge.aws import AwsClients
 from discobridge.config import Config
 from discobridge.descriptors import connection_caps, raise_open_files_limit
+from discobridge.event_feed import EventFeed
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.loop_lag import watch_loop_lag
@@ -33,7 +34,7 @@ from discobridge.render.status import StatusSections
 from discobridge.snapshot_file import LocalSnapshot, decode
 from discobridge.snapshot_s3 import S3Snapshot
 from discobridge.snapshot_saver import SnapshotSaver, SnapshotTarget
-from discobridge.sources.base import Source
+from discobridge.sources.base import EventStatus, Source
 from discobridge.sources.cloudmap.source import CloudMapSource
 from discobridge.sources.ecs.cache import EcsCache
 from discobridge.sources.ecs.source import EcsSource
@@ -66,33 +67,34 @@ class Daemon:
         aws_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         snapshot_interval_s: float = 10.0,
+        events_wait_s: int = 20,
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
         snapshot_path = config.snapshot.path or ""
         services = ["ecs", "ec2", *(["servicediscovery"] if config.cloudmap.namespaces else [])]
         services += ["s3"] if snapshot_path.startswith("s3://") else []
+        topic_arn = config.events.topic_arn
+        services += ["sqs", "sns"] if topic_arn else []
         self.aws = AwsClients(
             config=config.aws, metrics=self.metrics, session=session, services=services, **(aws_options or {})
         )
         self.ecs_cache = EcsCache(clock=clock)
         region = config.aws.region
-        self.sources: list[tuple[Source, float]] = [
-            (
-                EcsSource(
-                    aws=self.aws,
-                    account=LOCAL_ACCOUNT,
-                    region=region,
-                    clusters=config.ecs.clusters,
-                    cache=self.ecs_cache,
-                    metrics=self.metrics,
-                    health_refresh_s=config.ecs.health_refresh_s,
-                    max_drop_fraction=config.ecs.max_drop_fraction,
-                    clock=clock,
-                ),
-                config.ecs.poll_interval_s,
-            )
-        ]
+        ecs = EcsSource(
+            aws=self.aws,
+            account=LOCAL_ACCOUNT,
+            region=region,
+            clusters=config.ecs.clusters,
+            cache=self.ecs_cache,
+            metrics=self.metrics,
+            health_refresh_s=config.ecs.health_refresh_s,
+            max_drop_fraction=config.ecs.max_drop_fraction,
+            clock=clock,
+            events=EventStatus() if topic_arn else None,
+            reconcile_s=config.events.reconcile_s,
+        )
+        self.sources: list[tuple[Source, float]] = [(ecs, config.ecs.poll_interval_s)]
         if config.cloudmap.namespaces:
             cloudmap = CloudMapSource(
                 aws=self.aws,
@@ -108,6 +110,22 @@ class Daemon:
             startup_wait_s=config.health.startup_wait_s,
             clock=clock,
             after_build=release_free_memory,
+        )
+        self.events = (
+            EventFeed(
+                aws=self.aws,
+                topic_arn=topic_arn,
+                queue_prefix=config.events.queue_prefix,
+                sinks=[ecs],
+                status=ecs.events,
+                metrics=self.metrics,
+                poll_interval_s=config.ecs.poll_interval_s,
+                clock=clock,
+                after_batch=self.store.wake_waiters,
+                wait_s=events_wait_s,
+            )
+            if topic_arn and ecs.events
+            else None
         )
         for source, _ in self.sources:
             if not source.dynamic:  # the configured partitions are what the first snapshot waits for
@@ -206,6 +224,8 @@ class Daemon:
 
     def start_polling(self) -> None:
         self._tasks = [asyncio.create_task(p.run(), name=f"source-{i}") for i, p in enumerate(self.pollers)]
+        if self.events is not None:
+            self._tasks.append(asyncio.create_task(self.events.run(), name="ecs-events"))
         self._tasks.append(asyncio.create_task(watch_loop_lag(self.metrics.event_loop_lag), name="loop-lag"))
 
     async def stop_polling(self) -> None:

@@ -44,7 +44,13 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "servicediscovery": frozenset({"ListNamespaces", "ListServices", "DiscoverInstances"}),
     # The shared snapshot ([snapshot] path = "s3://bucket/key"): that one object only.
     "s3": frozenset({"GetObject", "PutObject"}),
+    # ECS events ([events] topic_arn): this replica's own queue, and the orphans of crashed ones.
+    "sqs": AWS_BUCKETS["sqs"].operations,  # every SQS call draws on one bucket: the list is there
+    "sns": frozenset({"Subscribe", "Unsubscribe", "ListSubscriptionsByTopic"}),
 }
+
+# An SQS long poll holds its request open for up to 20 s by design: its client waits that much longer.
+LONG_POLL_S = 20
 
 # Set by a group of calls (sources.base.gather_kept) once one of them failed: the calls of the
 # group not sent yet are dropped and give their budget back, those in flight finish.
@@ -144,6 +150,7 @@ class AwsClients:
         # Each attempt is bounded as a whole (a server trickling bytes defeats a read timeout);
         # time spent waiting for budget or a free slot is not part of it.
         self._attempt_timeout_s = call_timeout_s or connect_timeout_s + read_timeout_s + 5.0
+        self._read_timeout_s = read_timeout_s
         self._services = tuple(services)
         self._backoff_s, self._backoff_cap_s = backoff_s, backoff_cap_s
         share = config.api_rate_fraction
@@ -182,7 +189,9 @@ class AwsClients:
                     service,
                     region_name=self._config.region,
                     endpoint_url=self._config.endpoint_url,
-                    config=self._boto_config,
+                    config=self._boto_config
+                    if service != "sqs"
+                    else self._boto_config.merge(AioConfig(read_timeout=self._read_timeout_s + LONG_POLL_S)),
                     **credentials,
                 )
             )
@@ -274,7 +283,8 @@ class AwsClients:
         started = time.monotonic()
         outcome = "ok"
         try:
-            async with asyncio.timeout(self._attempt_timeout_s):
+            long_poll = LONG_POLL_S if operation == "ReceiveMessage" else 0
+            async with asyncio.timeout(self._attempt_timeout_s + long_poll):
                 response: dict[str, Any] = await self._loop.run(_complete(method, params))
             return response
         except ClientError as exc:

@@ -35,6 +35,26 @@ AWS_BUCKETS: Mapping[str, AwsBucket] = {
     "cloudmap-read": AwsBucket(20, 5, frozenset({"ListNamespaces", "ListServices"})),
     # S3: 3,500 writes and 5,500 reads per second per prefix; the snapshot costs one per 10 s.
     "s3-object": AwsBucket(3500, 3500, frozenset({"GetObject", "PutObject"})),
+    # SQS standard queues have no published API rate limit; one long poll per 20 s is the norm.
+    "sqs": AwsBucket(
+        3000,
+        3000,
+        frozenset(
+            {
+                "CreateQueue",
+                "GetQueueAttributes",
+                "SetQueueAttributes",
+                "TagQueue",
+                "ListQueues",
+                "ListQueueTags",
+                "DeleteQueue",
+                "ReceiveMessage",
+                "DeleteMessageBatch",
+            }
+        ),
+    ),
+    # https://docs.aws.amazon.com/general/latest/gr/sns.html: the lowest of these three is 30/s.
+    "sns-subscriptions": AwsBucket(30, 30, frozenset({"Subscribe", "Unsubscribe", "ListSubscriptionsByTopic"})),
 }
 
 

@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -260,6 +261,37 @@ class SnapshotConfig:
     path: str | None = _setting(_snapshot_path, None)
 
 
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}")
+_QUEUE_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _topic_arn(value: Any) -> str:
+    arn = _text(value)
+    if not _SNS_TOPIC_ARN.fullmatch(arn):
+        raise ValueError(
+            f"expected an SNS topic ARN such as arn:aws:sns:eu-west-1:111111111111:ecs-events, got {arn!r}"
+        )
+    return arn
+
+
+def _queue_prefix(value: Any) -> str:
+    prefix = _text(value)
+    # SQS names are 1-80 of [A-Za-z0-9_-]; the rest of the 80 is this replica's own suffix.
+    if not _QUEUE_PREFIX.fullmatch(prefix):
+        raise ValueError(f"expected 1-40 letters, digits, '-' or '_' (an SQS queue name prefix), got {prefix!r}")
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    # An SNS topic fed by an EventBridge rule for ECS task and container-instance state changes.
+    # Unset: ECS is polled every [ecs] poll_interval_s.
+    topic_arn: str | None = _setting(_topic_arn, None)
+    queue_prefix: str = _setting(_queue_prefix, "discobridge-")
+    # While events arrive, the full poll runs this often instead, to heal anything events missed.
+    reconcile_s: float = _setting(_seconds, 300.0)
+
+
 @dataclass(frozen=True, slots=True)
 class EurekaConfig:
     home_page_path: str = _setting(_url_path, "/actuator")
@@ -292,6 +324,7 @@ class Config:
     health: HealthConfig
     log: LogConfig
     snapshot: SnapshotConfig
+    events: EventsConfig
     origin: str = "<config>"
 
 
@@ -305,6 +338,7 @@ _TABLES: Mapping[str, type[Any]] = {
     "health": HealthConfig,
     "log": LogConfig,
     "snapshot": SnapshotConfig,
+    "events": EventsConfig,
 }
 
 
@@ -352,6 +386,14 @@ def parse_config(text: str, origin: str) -> Config:
 
 def _check_across_tables(config: Config) -> None:
     """Rules that involve more than one table: what `run` would otherwise fail on later."""
+    topic = config.events.topic_arn
+    if topic and topic.split(":")[3] != config.aws.region:
+        raise ConfigError(
+            config.origin,
+            "[events] topic_arn",
+            f"the topic is in {topic.split(':')[3]}, not [aws] region {config.aws.region}: "
+            "ECS events reach only rules (and their topics) in the region of the cluster",
+        )
     for dns in config.dns.listen:
         if _overlap(dns, config.http.listen):
             raise ConfigError(

@@ -23,6 +23,8 @@ class Metrics:
     source_skipped_records: Counter
     source_list_shrinks: Counter
     event_loop_lag: Histogram
+    events_received: Counter
+    events_missed: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -77,6 +79,19 @@ class Metrics:
                 "Polls whose task list lost more than [ecs] max_drop_fraction of a cluster's tasks "
                 "that ECS still reports running; those tasks were kept.",
                 ["source"],
+                registry=registry,
+            ),
+            events_received=Counter(
+                "discobridge_events_received_total",
+                "ECS events taken from this replica's queue, by outcome (applied, stale: older than "
+                "what was known, ignored: not for a configured cluster, or why it could not be read).",
+                ["outcome"],
+                registry=registry,
+            ),
+            events_missed=Counter(
+                "discobridge_events_missed_total",
+                "Task changes a reconciling poll found that no event had announced (then applied).",
+                ["partition"],
                 registry=registry,
             ),
             event_loop_lag=Histogram(

@@ -114,7 +114,7 @@ async def test_multi_container_labels_and_standalone_task(estate: Estate, daemon
 async def test_health_draining_pending_and_stopped_tasks(estate: Estate, daemon: Daemon) -> None:
     estate.cluster("prod")
     hosts = estate.hosts("prod", 3)
-    definition = estate.task_definition("orders", Container("web", ports=(8080,)))
+    definition = estate.task_definition("orders", Container("web", ports=(8080,), health_check=True))
     healthy, sick, on_draining_host = estate.service("prod", "orders", definition, hosts)
     estate.set_health("prod", sick, "UNHEALTHY")
     estate.set_health("prod", healthy, "HEALTHY")
@@ -148,8 +148,9 @@ async def test_more_than_100_tasks_are_paged_and_described_in_batches(
 
     calls.clear()
     await endpoints_of(daemon, "worker")
-    # Hosts and task definitions never change: the second poll describes none of them again.
-    assert set(calls) == {"ListClusters", "ListTasks", "ListContainerInstances", "DescribeTasks"}
+    # Hosts and task definitions never change, and tasks without a container health check never
+    # change health: the second poll describes none of them again.
+    assert set(calls) == {"ListClusters", "ListTasks", "ListContainerInstances"}
 
 
 async def test_named_clusters_are_read_without_listing_clusters(

@@ -43,7 +43,7 @@ class Estate2:
         self.estate = estate
         estate.cluster("prod")
         self.host_a, self.host_b = estate.hosts("prod", 2)
-        self.orders_def = estate.task_definition("orders", Container("web", ports=(8080,)))
+        self.orders_def = estate.task_definition("orders", Container("web", ports=(8080,), health_check=True))
         payments_def = estate.task_definition("payments", Container("api", ports=(9090,)))
         self.orders = estate.service("prod", "orders", self.orders_def, [self.host_a, self.host_a])
         self.payments = estate.service("prod", "payments", payments_def, [self.host_b])

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +20,12 @@ from discobridge.app import Daemon
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.snapshot_file import decode, read_file
-from tests.conftest import daemon_get, make_config
+from tests.conftest import daemon_get, running
 from tests.helpers import FakeClock, partition
 
 CORP = partition("corp.local", source="cloudmap")
 BATCH = partition("batch")
 STAGING = partition("staging")
-
-
-@asynccontextmanager
-async def running(url: str, session: AioSession, clock: Any = None, **tables: Any) -> AsyncIterator[Daemon]:
-    """A daemon on loopback against `url`, serving until the block ends."""
-    options = tables.pop("aws_options", {"max_attempts": 1})
-    extra = {"clock": clock} if clock is not None else {}
-    interval = tables.pop("snapshot_interval_s", 10.0)
-    config = make_config(url, **tables)
-    async with Daemon(config, session=session, aws_options=options, snapshot_interval_s=interval, **extra) as daemon:
-        await daemon.serve()
-        yield daemon
 
 
 async def rcode(daemon: Daemon, name: str, rdtype: str = "A") -> int:

@@ -40,6 +40,8 @@ def _statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
 # Grants that no call names but a call needs: S3 answers GetObject of a missing key with 403
 # instead of 404 unless the caller may list that key.
 IMPLIED = {"s3:ListBucket"}
+# Batch calls authorised as their single form (the SQS API reference, "Permissions").
+IAM_ACTION_OF = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -53,10 +55,19 @@ def test_task_role_grants_exactly_the_operations_the_code_can_call() -> None:
     granted = {action for s in _statements(template, "TaskRole") for action in _actions(s)}
     # IAM action prefixes are the botocore service names for these services.
     called = {f"{service}:{operation}" for service, operations in OPERATIONS.items() for operation in operations}
+    called = {IAM_ACTION_OF.get(action, action) for action in called}
     assert granted == called | IMPLIED
     assert all(s["Effect"] == "Allow" for s in _statements(template, "TaskRole"))
     s3 = [s for s in _statements(template, "TaskRole") if any(a.startswith("s3:") for a in _actions(s))]
     assert all(s["Resource"] != "*" for s in s3)  # the snapshot object and its listing only
+    for statement in _statements(template, "TaskRole"):
+        actions = _actions(statement)
+        if any(a.startswith("sqs:") for a in actions) and actions != ["sqs:ListQueues"]:
+            assert statement["Resource"] == {
+                "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:discobridge-*"
+            }
+        if any(a.startswith("sns:") for a in actions):
+            assert statement["Resource"] == {"Ref": "EventsTopic"}  # that topic only
 
 
 def test_dockerfile_lints_clean_runs_as_non_root_checks_health_and_ships_no_tests() -> None:

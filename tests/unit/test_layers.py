@@ -32,6 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "snapshot": {"model", "render"},
     "store": {"model", "render", "snapshot", "readiness"},
     "poller": {"model", "store", "sources.base", "metrics"},
+    "event_queue": {"aws"},
+    "event_feed": {"aws", "event_queue", "metrics", "poller", "sources.base"},
     "frontends": {"snapshot", "store", "model", "metrics", "render", "config", "frontends"},
 }
 

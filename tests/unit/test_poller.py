@@ -13,7 +13,7 @@ from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, PartitionKey, Service, scope_id
 from discobridge.poller import PartitionPoller, SourcePoller, delay_after
 from discobridge.render.dns import DnsRenderer
-from discobridge.sources.base import Progress, Refreshed
+from discobridge.sources.base import Nudge, Progress, Refreshed
 from discobridge.store import SnapshotStore
 from tests.helpers import PROD, FakeClock, endpoint, make_store, partition, renderers
 
@@ -27,6 +27,7 @@ class ScriptedPartition:
     def __init__(self, *outcomes: tuple[Endpoint, ...] | BaseException | int, key: PartitionKey = PROD) -> None:
         self.key = key
         self.progress = Progress()
+        self.nudge = Nudge()
         self._outcomes = list(outcomes)
         self.used_up = asyncio.Event()
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from moto.ecs.models import ecs_backends
 
+from discobridge.fakeaws import moto_ext
+
 # Docker's default ephemeral range on Linux (net.ipv4.ip_local_port_range).
 EPHEMERAL_PORTS = range(32768, 61000)
 
@@ -72,5 +74,6 @@ def set_task_health(region: str, cluster: str, task_arn: str, status: str, accou
     for arn, task in ecs_backends[account][region].tasks[cluster].items():
         if arn.rsplit("/", 1)[-1] == task_id:
             task.health_status = status  # type: ignore[attr-defined]  # moto serialises any attribute
+            moto_ext.changed(task)
             return
     raise KeyError(task_arn)

@@ -27,7 +27,7 @@ def seed_demo(estate: Estate) -> None:
     prod = prod_a + prod_b
 
     # Bridge mode, dynamic host ports: the reason discobridge exists.
-    orders = estate.task_definition("orders", Container("web", ports=(8080,)))
+    orders = estate.task_definition("orders", Container("web", ports=(8080,), health_check=True))
     orders_tasks = estate.service("prod", "orders", orders, prod)
     estate.set_health("prod", orders_tasks[1], "UNHEALTHY")
     estate.service("staging", "orders", orders, staging_b)
@@ -71,7 +71,7 @@ def seed_demo(estate: Estate) -> None:
         )
 
 
-def demo_config_text(endpoint_url: str, dns: str, http: str) -> str:
+def demo_config_text(endpoint_url: str, dns: str, http: str, topic_arn: str) -> str:
     return f"""# Written by `discobridge demo`: the daemon reads the fake AWS at {endpoint_url}.
 [aws]
 region = "us-east-1"
@@ -84,6 +84,9 @@ poll_interval_s = 5
 [cloudmap]
 namespaces = ["demo.local"]
 poll_interval_s = 5
+
+[events]
+topic_arn = "{topic_arn}"     # the fake EventBridge publishes every ECS change here
 
 [dns]
 zone = "{DEMO_ZONE}"
@@ -109,11 +112,13 @@ def start_demo(directory: Path, dns_port: int = DNS_PORT, http_port: int = HTTP_
     """Start the fake AWS, seed it, write the config; stop the fake AWS on exit."""
     aws = FakeAws().start()
     try:
-        seed_demo(Estate(aws.url))
+        estate = Estate(aws.url)
+        topic = estate.events_topic()
+        seed_demo(estate)
         directory.mkdir(parents=True, exist_ok=True)
         path = (directory / "config.toml").resolve()
         dns, http = f"127.0.0.1:{dns_port}", f"127.0.0.1:{http_port}"
-        path.write_text(demo_config_text(aws.url, dns, http), encoding="utf-8")
+        path.write_text(demo_config_text(aws.url, dns, http, topic), encoding="utf-8")
         yield Demo(path, load_config(path), _banner(path, aws.url, dns_port, http))
     finally:
         aws.stop()
@@ -125,6 +130,7 @@ def _banner(path: Path, url: str, dns_port: int, http: str) -> str:
     return f"""
 discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
 config written to: {path}
+ECS events are on: the fake EventBridge announces every task change, served in under a second.
 
 Try, in another terminal, while this runs:
   {command} snapshot -c {path}

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 
 from discobridge.fakeaws.agent import SimulatedAgent, set_task_health
+from discobridge.fakeaws.ecs_events import BUS, EcsEventBus
 
 _AMI = "ami-0a1b2c3d4e5f60718"  # any id: moto checks none when its AMI catalogue is not loaded
 
@@ -23,9 +24,12 @@ class Container:
     ports: tuple[int, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     host_port: int = 0  # bridge mode: 0 asks Docker for an ephemeral port, as in real ECS
+    health_check: bool = False  # only a container with one ever reports a health status
 
     def definition(self) -> dict[str, Any]:
+        check = {"healthCheck": {"command": ["CMD-SHELL", "curl -fs http://localhost:8080/ || exit 1"]}}
         return {
+            **(check if self.health_check else {}),
             "name": self.name,
             "image": f"example/{self.name}:1.0",
             "memory": 128,
@@ -52,6 +56,8 @@ class Estate:
         self.ec2 = boto3.client("ec2", **options)
         self.cloudmap = boto3.client("servicediscovery", **options)
         self.s3 = boto3.client("s3", **options)
+        self.sns = boto3.client("sns", **options)
+        self.sqs = boto3.client("sqs", **options)
         self.agent = SimulatedAgent(self.ecs)
         self._subnets: dict[str, str] = {}
         self._vpc = ""
@@ -155,6 +161,18 @@ class Estate:
 
     def stop(self, cluster: str, task_arn: str) -> None:
         self.ecs.stop_task(cluster=cluster, task=task_arn, reason="stopped by the estate")
+
+    # ---- ECS events ---------------------------------------------------------------------------
+    def events_topic(self, name: str = "ecs-events") -> str:
+        """An SNS topic that receives this account's ECS events, as an EventBridge rule would
+        deliver them; `BUS` drops, duplicates or holds them back on demand."""
+        arn: str = self.sns.create_topic(Name=name)["TopicArn"]
+        BUS.route(arn.split(":")[4], self.region, arn)
+        return arn
+
+    @property
+    def events(self) -> EcsEventBus:
+        return BUS
 
     # ---- S3 ---------------------------------------------------------------------------------
     def bucket(self, name: str) -> str:

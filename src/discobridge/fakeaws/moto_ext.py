@@ -1,9 +1,11 @@
 """Teaches moto's ECS what the real ECS agent and API do, so the daemon reads realistic tasks.
 
 moto 5.2.5 never reports networkBindings, models only the first container, moves tasks toward
-STOPPED on every DescribeTasks, does not paginate lists and has no batch limits. This module adds
-the agent's SubmitTaskStateChange / SubmitContainerStateChange calls and fixes those gaps. It
-replaces moto internals, so it is pinned to one moto version and refuses any other.
+STOPPED on every DescribeTasks, does not paginate lists and has no batch limits, keeps no
+`version` and emits no events. This module adds the agent's SubmitTaskStateChange /
+SubmitContainerStateChange calls, a version per task and container instance that grows with
+each change (as ECS's does), an event on the fake EventBridge for each change, and fixes those
+gaps. It replaces moto internals, so it is pinned to one moto version and refuses any other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
 from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
+from discobridge.fakeaws.ecs_events import BUS
+
 MOTO_VERSION = "5.2.5"
 # Real ECS limits: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
 _MAX_DESCRIBE = 100
@@ -40,6 +44,10 @@ def install() -> None:
     EC2ContainerServiceBackend.submit_task_state_change = _backend_submit_task_state_change  # type: ignore[attr-defined]
     EC2ContainerServiceBackend.list_tasks = _list_tasks_of_one_cluster(EC2ContainerServiceBackend.list_tasks)  # type: ignore[method-assign]
     EC2ContainerServiceBackend.list_clusters = _active_clusters  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.stop_task = _announcing_stop(EC2ContainerServiceBackend.stop_task)  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.update_container_instances_state = _announcing_instance_state(  # type: ignore[method-assign]
+        EC2ContainerServiceBackend.update_container_instances_state
+    )
     responses: Any = EC2ContainerServiceResponse
     responses.submit_task_state_change = _respond_submit_task_state_change
     responses.submit_container_state_change = _respond_submit_container_state_change
@@ -94,8 +102,39 @@ def _with_all_containers(original: Callable[..., None]) -> Callable[..., None]:
             None,
         )
         self.containers = [_container(self, definition, eni_ip) for definition in task_definition.container_definitions]
+        self.version = 1
+        BUS.task_changed(self)
 
     return init
+
+
+def changed(task: Any) -> None:
+    """A task's state changed: its version grows and ECS announces it."""
+    task.version += 1
+    BUS.task_changed(task)
+
+
+def _announcing_stop(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def stop_task(self: Any, *args: Any, **kw: Any) -> Any:
+        task = original(self, *args, **kw)
+        changed(task)
+        return task
+
+    return stop_task
+
+
+def _announcing_instance_state(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def update(self: Any, cluster_str: str, *args: Any, **kw: Any) -> Any:
+        instances, failures = original(self, cluster_str, *args, **kw)
+        cluster = self._get_cluster(cluster_str)
+        for instance in instances:
+            instance.version = getattr(instance, "version", 1) + 1
+            BUS.instance_changed(instance, cluster.arn, self.account_id, self.region_name)
+        return instances, failures
+
+    return update
 
 
 def _container(task: Any, definition: dict[str, Any], eni_ip: str | None) -> dict[str, Any]:
@@ -163,6 +202,7 @@ def _backend_submit_task_state_change(
             task.started_at = _now()
         if status == "STOPPED":
             task.stopped_at = _now()
+    changed(task)
 
 
 def _respond_submit_task_state_change(self: Any) -> ActionResult:

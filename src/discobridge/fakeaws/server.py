@@ -26,6 +26,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from discobridge.fakeaws import moto_ext
+from discobridge.fakeaws.ecs_events import BUS
 
 StartResponse = Callable[..., Any]
 Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -211,6 +212,7 @@ class FakeAws:
     def reset(self) -> None:
         """Forget every AWS resource and fault: each test starts from an empty account."""
         self.faults.clear()
+        BUS.clear()
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - our URL
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()

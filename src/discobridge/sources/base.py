@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -36,6 +37,39 @@ class Progress:
         self.count += learned
 
 
+class Nudge:
+    """Asks a partition's poller to refresh it now rather than at the next interval: what an
+    event changed is then published through the one path every refresh takes."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - a sleep that a nudge cuts short
+        """Sleep `timeout` seconds, or less if nudged (meanwhile or already)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            pass
+        self._event.clear()
+
+
+class EventStatus:
+    """Whether a source's change events are arriving, as its event feed last saw: written by
+    the feed, read by the source's partitions to choose between reconciling and polling."""
+
+    __slots__ = ("live_since", "problem")
+
+    def __init__(self) -> None:
+        self.live_since: float | None = None  # when the subscription last came up; None: down
+        self.problem = ""  # why events are not flowing, for /healthz; "" when they are or are off
+
+
 class Partition(Protocol):
     """One unit of refresh and failure (an ECS cluster, a Cloud Map namespace)."""
 
@@ -44,6 +78,9 @@ class Partition(Protocol):
 
     @property
     def progress(self) -> Progress: ...
+
+    @property
+    def nudge(self) -> Nudge: ...
 
     async def refresh(self) -> Refreshed:
         """Read every endpoint of this partition, or raise: a partial result is never returned.
@@ -113,13 +150,17 @@ async def gather_kept(awaitables: Iterable[Awaitable[T]]) -> list[T]:
             failed.set()
             raise
 
+    pending = list(awaitables)
     with abandoning_unsent_calls(failed):
-        tasks = [asyncio.ensure_future(watched(a)) for a in awaitables]  # each copies the context
+        tasks = [asyncio.ensure_future(watched(a)) for a in pending]  # each copies the context
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for task in tasks:
             task.cancel()
+        for awaitable in pending:  # cancelled before it began (at shutdown): close it quietly
+            if inspect.iscoroutine(awaitable) and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED:
+                awaitable.close()
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     if errors:
         first = next((e for e in errors if getattr(e, "code", "") != ABANDONED), errors[0])

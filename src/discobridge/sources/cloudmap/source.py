@@ -15,7 +15,7 @@ import structlog
 from discobridge.aws import AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, PartitionKey, scope_id
-from discobridge.sources.base import Progress, Refreshed, gather_all
+from discobridge.sources.base import Nudge, Progress, Refreshed, gather_all
 from discobridge.sources.cloudmap.fetch import PAGE, fetch_instances, fetch_namespace_ids, fetch_service_names
 from discobridge.sources.cloudmap.parse import SOURCE, parse_instance
 
@@ -28,6 +28,7 @@ class NamespacePartition:
     def __init__(self, *, key: PartitionKey, aws: AwsClients, metrics: Metrics, page_size: int = PAGE) -> None:
         self.key = key
         self.progress = Progress()
+        self.nudge = Nudge()
         self._aws = aws
         self._metrics = metrics
         self._page_size = page_size

@@ -170,6 +170,7 @@ class EcsCache:
                 arn: {
                     "family": d.family,
                     "network_mode": d.network_mode,
+                    "health_checked": d.health_checked,
                     "containers": [
                         {"name": c.name, "tcp_ports": list(c.tcp_ports), "labels": dict(c.labels)} for c in d.containers
                     ],
@@ -224,7 +225,7 @@ def _definition(arn: str, raw: Any) -> DefinitionFacts | None:
         if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
             return None
         containers.append(ContainerFacts(c["name"], tuple(ports), tuple(sorted(labels.items()))))
-    family, mode = raw.get("family"), raw.get("network_mode")
-    if not isinstance(family, str) or not isinstance(mode, str):
+    family, mode, checked = raw.get("family"), raw.get("network_mode"), raw.get("health_checked", True)
+    if not isinstance(family, str) or not isinstance(mode, str) or not isinstance(checked, bool):
         return None
-    return DefinitionFacts(arn, family, mode, tuple(containers))
+    return DefinitionFacts(arn, family, mode, tuple(containers), checked)

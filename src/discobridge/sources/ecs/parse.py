@@ -18,6 +18,7 @@ LABEL_PORT = "discobridge.port"
 LABEL_ENABLE = "discobridge.enable"
 _LABEL_PREFIX = "discobridge."
 SOURCE = "ecs"
+_STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED", "DELETED"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,12 @@ class TaskFacts:
         """Only tasks that ECS runs and wants running serve traffic (Traefik #4249 routed PENDING)."""
         return self.last_status == "RUNNING" and self.desired_status == "RUNNING"
 
+    @property
+    def stopping(self) -> bool:
+        """On its way out for good (a task never runs again once ECS wants it stopped), unlike a
+        task still starting (PROVISIONING, PENDING, ACTIVATING)."""
+        return self.desired_status == "STOPPED" or self.last_status in _STOPPING
+
 
 @dataclass(frozen=True, slots=True)
 class ContainerFacts:
@@ -79,6 +86,9 @@ class DefinitionFacts:
     family: str
     network_mode: str
     containers: tuple[ContainerFacts, ...]
+    # Whether any container has a health check: without one a task's health never changes, so
+    # it is never described again for it.
+    health_checked: bool = True
 
 
 def last_segment(arn: str) -> str:
@@ -151,11 +161,13 @@ def definition_facts(definition: Mapping[str, Any]) -> DefinitionFacts:
         )
         for d in _dicts(definition.get("containerDefinitions"))
     )
+    checked = any(isinstance(d.get("healthCheck"), Mapping) for d in _dicts(definition.get("containerDefinitions")))
     return DefinitionFacts(
         arn=_text(definition.get("taskDefinitionArn")),
         family=_text(definition.get("family")),
         network_mode=_text(definition.get("networkMode")) or "bridge",
         containers=containers,
+        health_checked=checked,
     )
 
 

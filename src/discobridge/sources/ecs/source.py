@@ -4,6 +4,11 @@ With `[ecs] clusters = ["*"]` the clusters are listed (ListClusters) every poll;
 disappears is dropped only once DescribeClusters confirms it is gone, never on a failed call. A
 configured cluster that does not exist is ECS's answer, not a fault: its partition is empty and
 a warning names it.
+
+With ECS events on, events are a second feed into the same partitions: applied as they arrive
+(then the partition's poller is nudged to publish), while the full poll becomes a reconciliation
+every `[events] reconcile_s` and the refreshes in between only re-describe tasks for their
+health. Whenever events stop flowing, the next refresh is a full poll again.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from discobridge.aws import AwsCallError, AwsClients
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, PartitionKey, scope_id
-from discobridge.sources.base import Progress, Refreshed
+from discobridge.sources.base import EventStatus, Nudge, Progress, Refreshed
 from discobridge.sources.ecs.cache import TOUCH_EVERY_S, EcsCache
+from discobridge.sources.ecs.events import IGNORED, InstanceChange, TaskChange, read_event
 from discobridge.sources.ecs.fetch import fetch_cluster_arns, fetch_cluster_statuses, fetch_draining_instances
 from discobridge.sources.ecs.parse import SOURCE, DefinitionFacts, HostInfo, TaskFacts, last_segment, parse_task
 from discobridge.sources.ecs.tasks import ClusterTasks
@@ -43,9 +50,17 @@ class ClusterPartition:
         health_refresh_s: float,
         max_drop_fraction: float,
         clock: Callable[[], float],
+        events: EventStatus | None = None,
+        reconcile_s: float = 300.0,
     ) -> None:
         self.key = key
         self.progress = Progress()
+        self.nudge = Nudge()
+        self._events = events
+        self._reconcile_s = reconcile_s
+        self._reconciled_at: float | None = None  # when the last full poll that succeeded began
+        self._draining: set[str] = set()
+        self._instance_versions: dict[str, int] = {}  # container instance -> last event's version
         self._cluster = cluster  # a name or an ARN: ECS takes either
         self._aws = aws
         self._cache = cache
@@ -62,18 +77,75 @@ class ClusterPartition:
         self._touched_at = -float("inf")
 
     async def refresh(self) -> Refreshed:
+        live_since = self._events.live_since if self._events is not None else None
+        started = self._clock()
+        full = (
+            live_since is None
+            or self._reconciled_at is None
+            or self._reconciled_at < live_since  # subscribe first, then poll: nothing falls between
+            or started - self._reconciled_at >= self._reconcile_s
+        )
         try:
-            reconciled = await self._tasks.refresh(self._aws, self.progress)
-            draining = await fetch_draining_instances(self._aws, self._cluster)
+            if full:
+                reconciled = await self._tasks.refresh(self._aws, self.progress, self._health_checked)
+                self._draining = await fetch_draining_instances(self._aws, self._cluster)
+            else:
+                reconciled = await self._tasks.refresh_health(self._aws, self.progress, self._health_checked)
         except AwsCallError as exc:
             if exc.code == "ClusterNotFoundException" and await self._confirmed_missing():
                 return self._gone()
             raise
         self._missing = False
+        if full:
+            if live_since is not None and self._reconciled_at is not None and self._reconciled_at >= live_since:
+                self._count_missed(reconciled.changes)
+            self._reconciled_at = started
         if reconciled.dropped_too_many:
             self._metrics.source_list_shrinks.labels(SOURCE).inc()
         await self._cache.learn(self._aws, self._cluster, reconciled.tasks, self.progress)
-        return Refreshed(self._parse(reconciled.tasks, draining))
+        problem = self._events.problem if self._events is not None else ""
+        return Refreshed(self._parse(reconciled.tasks, self._draining), (problem,) if problem else ())
+
+    def _health_checked(self, task: TaskFacts) -> bool:
+        """Whether the task's health can change (a container has a health check, or its
+        definition is not known yet): only then is it described again for it."""
+        definition = self._cache.definition(task.definition_arn)
+        return definition is None or definition.health_checked
+
+    def _count_missed(self, changes: int) -> None:
+        """A reconciling poll (events flowing all along) found changes no event announced."""
+        if changes:
+            self._metrics.events_missed.labels(self.key.id).inc(changes)
+            log.warning("events_missed", partition=self.key.id, changes=changes)
+
+    async def apply(self, changes: Sequence[TaskChange | InstanceChange]) -> list[str]:
+        """Apply events to this cluster, in order; each one's outcome ("applied", or "stale" when
+        it told nothing newer than what is known). Describes what a new task needs that the
+        caches lack; if that fails the next refresh tries again, and the event stays applied."""
+        outcomes: list[str] = []
+        started: list[TaskFacts] = []
+        for change in changes:
+            if isinstance(change, InstanceChange):
+                applied = change.version > self._instance_versions.get(change.arn, 0)
+                if applied:
+                    self._instance_versions[change.arn] = change.version
+                    if change.draining:
+                        self._draining.add(change.arn)
+                    else:
+                        self._draining.discard(change.arn)
+            else:
+                applied = self._tasks.apply(change.task)
+                if applied and change.task.running:
+                    started.append(change.task)
+            outcomes.append("applied" if applied else "stale")
+        if started:
+            try:
+                await self._cache.learn(self._aws, self._cluster, started, self.progress)
+            except AwsCallError as exc:
+                log.warning("events_describe_failed", partition=self.key.id, error=str(exc))
+        if "applied" in outcomes:
+            self.nudge()
+        return outcomes
 
     async def _confirmed_missing(self) -> bool:
         """ListTasks said the cluster does not exist: believe it only if DescribeClusters agrees."""
@@ -86,6 +158,7 @@ class ClusterPartition:
             log.warning("ecs_cluster_not_found", partition=self.key.id, error=warning)
         self._missing = True
         self._tasks.clear()
+        self._draining.clear()
         self._parsed.clear()
         self._endpoints = ()
         return Refreshed((), (warning,))
@@ -142,9 +215,13 @@ class EcsSource:
         health_refresh_s: float = 60.0,
         max_drop_fraction: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        events: EventStatus | None = None,
+        reconcile_s: float = 300.0,
     ) -> None:
         self._aws = aws
         self._account, self._region = account, region
+        self.events = events
+        self._reconcile_s = reconcile_s
         self.scope = scope_id(SOURCE, account, region)
         self.label = f"the ECS cluster list of {account}/{region}"
         self.dynamic = tuple(clusters) == ("*",)
@@ -183,6 +260,29 @@ class EcsSource:
             self._partition(name, arn)
         return self.known()
 
+    async def apply_events(self, events: Sequence[Any]) -> list[str]:
+        """Apply a batch of decoded events; each one's outcome, in order. Events of clusters
+        this source does not read (or of another region) are ignored."""
+        outcomes: list[str] = []
+        routed: dict[str, list[tuple[int, TaskChange | InstanceChange]]] = {}
+        for event in events:
+            change = read_event(event)
+            if isinstance(change, str) or change.region != self._region or change.cluster not in self._partitions:
+                outcomes.append(change if isinstance(change, str) else IGNORED)
+                continue
+            routed.setdefault(change.cluster, []).append((len(outcomes), change))
+            outcomes.append("")
+        for cluster, items in routed.items():
+            applied = await self._partitions[cluster].apply([change for _, change in items])
+            for (index, _), outcome in zip(items, applied, strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    def nudge_all(self) -> None:
+        """Every partition refreshes now (events just came up or went down)."""
+        for partition in self._partitions.values():
+            partition.nudge()
+
     def _partition(self, cluster: str, reference: str | None = None) -> ClusterPartition:
         name = last_segment(cluster)
         found = self._partitions.get(name)
@@ -196,5 +296,7 @@ class EcsSource:
                 health_refresh_s=self._health_refresh_s,
                 max_drop_fraction=self._max_drop_fraction,
                 clock=self._clock,
+                events=self.events,
+                reconcile_s=self._reconcile_s,
             )
         return found
