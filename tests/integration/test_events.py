@@ -205,9 +205,11 @@ async def test_garbage_messages_are_counted_and_deleted_and_events_keep_flowing(
         for body in ["not json {", json.dumps(bad_task), json.dumps({"source": "aws.ec2", "detail": {}}), "\x00" * 100]:
             estate.sqs.send_message(QueueUrl=url, MessageBody=body)
         assert await daemon.store.wait_until(
-            lambda: counted(daemon, "discobridge_events_received_total", outcome="not_json") == 2
-            and counted(daemon, "discobridge_events_received_total", outcome="malformed") == 1
-            and counted(daemon, "discobridge_events_received_total", outcome="ignored") == 1,
+            lambda: (
+                counted(daemon, "discobridge_events_received_total", outcome="not_json") == 2
+                and counted(daemon, "discobridge_events_received_total", outcome="malformed") == 1
+                and counted(daemon, "discobridge_events_received_total", outcome="ignored") == 1
+            ),
             5,
         )
         estate.place("prod", orders_definition(estate), hosts, group="service:orders")
