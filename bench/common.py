@@ -7,7 +7,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,9 @@ from discobridge.render.resolver import ResolverRenderer
 from discobridge.render.status import StatusSections
 from discobridge.store import SnapshotStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.helpers
+from tests.helpers import free_dns_port
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -38,16 +40,10 @@ _HANDED_OUT: set[int] = set()
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1, and not handed out before by this process."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            if port not in _HANDED_OUT:
-                _HANDED_OUT.add(port)
-                return port
+        port = free_dns_port()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
     raise OSError("no port free for both UDP and TCP")
 
 

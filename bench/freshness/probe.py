@@ -17,6 +17,7 @@ import dns.message
 import dns.query
 
 VIEWS = ("dns", "v1", "eureka")
+GIVE_UP_S = 120.0  # a view that never agrees is reported without its time, never waited on forever
 
 
 def main(dns_port: int, http_port: int, zone: str) -> None:
@@ -32,12 +33,12 @@ def main(dns_port: int, http_port: int, zone: str) -> None:
                 open_input = False
             elif line.strip():
                 watch = json.loads(line)
-                pending[watch["id"]] = {**watch, "seen": {}}
+                pending[watch["id"]] = {**watch, "seen": {}, "since": time.monotonic()}
         for watch_id, watch in list(pending.items()):
             for view in VIEWS:
                 if view not in watch["seen"] and _agrees(view, watch, dns_port, connection, zone) == watch["present"]:
                     watch["seen"][view] = time.monotonic()
-            if len(watch["seen"]) == len(VIEWS):
+            if len(watch["seen"]) == len(VIEWS) or time.monotonic() - watch["since"] > GIVE_UP_S:
                 print(json.dumps({"id": watch_id, "seen": watch["seen"]}), flush=True)
                 del pending[watch_id]
 

@@ -103,9 +103,20 @@ def host_ips(estate: Estate, hosts: list[str]) -> dict[str, str]:
     return ips
 
 
+def tasks_by_service(estate: Estate) -> dict[str, list[dict[str, Any]]]:
+    """Every running task, described, by service name."""
+    arns = [a for page in estate.ecs.get_paginator("list_tasks").paginate(cluster=CLUSTER) for a in page["taskArns"]]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(arns), 100):
+        for task in estate.ecs.describe_tasks(cluster=CLUSTER, tasks=arns[start : start + 100])["tasks"]:
+            found.setdefault(task["group"].removeprefix("service:"), []).append(task)
+    return found
+
+
 def changes(estate: Estate, hosts: list[str], count: int, every_s: float, dns_port: int, http_port: int) -> dict:
     """`count` stops and `count` starts, alternating, each of a random service's task."""
     ips = host_ips(estate, hosts)
+    running = tasks_by_service(estate)  # only seeded tasks are stopped: never one started here
     rng = random.Random(7)
     probe = Probe(dns_port, http_port)
     done_at: dict[str, float] = {}
@@ -113,11 +124,9 @@ def changes(estate: Estate, hosts: list[str], count: int, every_s: float, dns_po
     for n in range(2 * count):
         service = f"svc-{rng.randrange(100):04d}"
         if n % 2 == 0:  # stop one of its tasks
-            arns = estate.ecs.list_tasks(cluster=CLUSTER, serviceName=service)["taskArns"] or []
-            arns = arns or [a for a in estate.ecs.list_tasks(cluster=CLUSTER)["taskArns"]][:1]
-            tasks = estate.ecs.describe_tasks(cluster=CLUSTER, tasks=[rng.choice(arns)])["tasks"]
-            address = addresses(estate, tasks, ips)[tasks[0]["taskArn"]]
-            estate.stop(CLUSTER, tasks[0]["taskArn"])
+            task = running[service].pop(rng.randrange(len(running[service])))
+            address = addresses(estate, [task], ips)[task["taskArn"]]
+            estate.stop(CLUSTER, task["taskArn"])
             present = False
         else:  # start one more
             definition = estate.ecs.describe_services(cluster=CLUSTER, services=[service])["services"][0][
@@ -135,8 +144,11 @@ def changes(estate: Estate, hosts: list[str], count: int, every_s: float, dns_po
     out: dict[str, Any] = {}
     for view in ("dns", "v1", "eureka"):
         for kind in ("stop", "start"):
-            delays = sorted(seen[i][view] - done_at[i] for i in seen if kinds[i] == kind)
+            delays = sorted(seen[i][view] - done_at[i] for i in seen if kinds[i] == kind and view in seen[i])
             out[f"{view} {kind}"] = _percentiles(delays)
+            missed = sum(1 for i in seen if kinds[i] == kind and view not in seen[i])
+            if missed:
+                out[f"{view} {kind}"]["never_seen"] = missed
     return out
 
 
@@ -164,10 +176,12 @@ def freshness(count: int, every_on: float, every_off: float) -> dict[str, Any]:
                 config = write_config(Path(tmp), aws.url, dns_port, http_port, topic if mode == "events" else None)
                 daemon = DaemonProcess(config)
                 try:
-                    daemon.wait("snapshot_first_published", timeout=600)
-                    if mode == "events":
+                    if mode == "events":  # the queue is up long before the first poll of 1,000 tasks
                         daemon.wait("events_flowing", timeout=60)
-                        daemon.wait("source_refreshed", timeout=60)  # the full poll after subscribing
+                    daemon.wait("snapshot_first_published", timeout=600)
+                    daemon.wait("source_refreshed", timeout=600)  # that first poll
+                    if mode == "events":
+                        daemon.wait("source_refreshed", timeout=600)  # the full poll after subscribing
                     results[mode] = changes(estate, hosts, count, every_s, dns_port, http_port)
                 finally:
                     daemon.stop()
@@ -200,16 +214,14 @@ def quiet_cost(tasks: int, window_s: float) -> dict[str, Any]:
                 config = write_config(directory, aws.url, dns_port, http_port, topic if mode == "events" else None)
                 daemon = DaemonProcess(config)
                 try:
-                    daemon.wait("snapshot_first_published", timeout=600)
+                    # Restored from the snapshot file, then a first poll that describes every task.
+                    daemon.wait("source_refreshed", timeout=900)
                     reconcile: dict[str, float] = {}
-                    if mode == "events":
-                        daemon.wait("events_flowing", timeout=120)
+                    if mode == "events":  # then the full poll after subscribing: one reconcile
                         before = calls_by_operation(metrics(http_port))
                         daemon.wait("source_refreshed", timeout=600, where=lambda e: e.get("duration_s", 0) > 1)
                         after = calls_by_operation(metrics(http_port))
                         reconcile = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}
-                    else:
-                        daemon.wait("source_refreshed", timeout=600)
                     before = calls_by_operation(metrics(http_port))
                     time.sleep(window_s)  # the quiet estate itself is what is measured
                     after = calls_by_operation(metrics(http_port))
