@@ -214,23 +214,25 @@ class AwsClients:
             return {}
         return {"aws_access_key_id": "discobridge", "aws_secret_access_key": "discobridge"}
 
-    async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+    async def call(self, service: str, operation: str, *, attempts: int | None = None, **params: Any) -> dict[str, Any]:
         """Call one AWS operation within the budget, retrying throttles, 5xx and timeouts with
-        jittered backoff; raise AwsCallError when it still fails."""
+        jittered backoff (up to `attempts`, default max_attempts); raise AwsCallError when it
+        still fails."""
         if operation not in OPERATIONS.get(service, ()):
             raise ValueError(f"{service}:{operation} is not in aws.OPERATIONS (and not in IAM)")
         method = getattr(self._clients[service], xform_name(operation))
         bucket_name = bucket_of(operation)
         bucket = self._buckets[bucket_name]
         abandon = _ABANDON.get()
-        for attempt in range(1, self._max_attempts + 1):
+        last = attempts or self._max_attempts
+        for attempt in range(1, last + 1):
             await self._take_token(bucket, bucket_name, abandon)
             try:
                 response: dict[str, Any] = await self._attempt(method, operation, params, bucket, abandon)
             except AwsCallError as exc:
                 if exc.code in _THROTTLE_CODES:
                     bucket.throttled()
-                if not exc.retryable or attempt == self._max_attempts:
+                if not exc.retryable or attempt == last:
                     raise
                 self._metrics.aws_retries.labels(operation, exc.code).inc()
                 # Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").

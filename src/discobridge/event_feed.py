@@ -95,7 +95,9 @@ class EventFeed:
             while True:
                 try:
                     await self.step()
-                except AwsCallError as exc:
+                except Exception as exc:  # noqa: BLE001 - whatever fails, polling takes over; never a dead feed
+                    if not isinstance(exc, AwsCallError):
+                        log.error("events_feed_failed", error=repr(exc))
                     failures += 1
                     await self._down(exc)
                     await asyncio.sleep(delay_after(RETRY_CAP_S, failures, self._jitter))
@@ -126,8 +128,11 @@ class EventFeed:
         if messages:
             await self._apply(messages)
         if self._clock() - self._beat_at >= HEARTBEAT_EVERY_S:
-            await self._queue.heartbeat()
             self._beat_at = self._clock()
+            try:
+                await self._queue.heartbeat()
+            except AwsCallError as exc:  # receives work: events flow; the next beat tries again
+                log.warning("events_heartbeat_failed", queue=self.queue_name, error=str(exc))
 
     async def _apply(self, messages: Sequence[Message]) -> None:
         """Apply one batch, then delete it; the sources publish once for the whole batch."""
@@ -139,17 +144,14 @@ class EventFeed:
             try:
                 events.append(json.loads(message.body))
                 readable.append(message)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
                 self._count("not_json", message)
                 done.append(message)
         try:
             outcomes = await self._outcomes(events)
         except Exception as exc:  # noqa: BLE001 - a bug in applying must not stop the feed
             log.error("events_apply_failed", error=repr(exc), messages=len(readable))
-            given_up = [m for m in readable if m.receives >= MAX_RECEIVES]
-            for message in given_up:
-                self._count("given_up", message)
-            done += given_up  # the others come back after the visibility timeout
+            done += await self._one_by_one(readable, events)
         else:
             for message, outcome in zip(readable, outcomes, strict=True):
                 self._count(outcome, message)
@@ -157,6 +159,22 @@ class EventFeed:
         if done:
             await self._queue.delete(done)
         self._after_batch()
+
+    async def _one_by_one(self, messages: list[Message], events: list[Any]) -> list[Message]:
+        """After a batch failed to apply: each message alone, so one bad message holds back no
+        other. Returns those done with: applied, or handed out MAX_RECEIVES times already."""
+        done = []
+        for message, event in zip(messages, events, strict=True):
+            try:
+                (outcome,) = await self._outcomes([event])
+            except Exception:  # noqa: BLE001 - that one message; it comes back after the visibility timeout
+                if message.receives >= MAX_RECEIVES:
+                    self._count("given_up", message)
+                    done.append(message)
+                continue
+            self._count(outcome, message)
+            done.append(message)
+        return done
 
     async def _outcomes(self, events: list[Any]) -> list[str]:
         """Each event's outcome from the first source it is for ("ignored" if none)."""
@@ -181,16 +199,16 @@ class EventFeed:
             log.info("events_flowing", queue=self.queue_name, then="one full poll, then reconcile")
             self._nudge()
 
-    async def _down(self, exc: AwsCallError) -> None:
-        if exc.code in QUEUE_GONE:
-            await self._close()  # a deleted queue is not coming back: the next step makes a new one
+    async def _down(self, exc: Exception) -> None:
         problem = f"ECS events: {exc}; polling every {self._poll_interval_s:g} s until the queue works again"
         if self.status.problem != problem:
             log.warning("events_down", queue=self.queue_name, error=str(exc), fallback_s=self._poll_interval_s)
         changed = self.status.live_since is not None or not self.status.problem
         self.status.live_since, self.status.problem = None, problem
         if changed:
-            self._nudge()
+            self._nudge()  # polling takes over first; then whatever cleaning up the queue takes
+        if not isinstance(exc, AwsCallError) or exc.code in QUEUE_GONE:
+            await self._close()  # a deleted (or unknown-state) queue is not reused: the next step makes a new one
 
     def _nudge(self) -> None:
         for sink in self._sinks:

@@ -64,7 +64,10 @@ class EventQueue:
         self._subscription = ""
 
     async def open(self) -> None:
-        await self.remove_orphans()
+        try:
+            await self.remove_orphans()
+        except AwsCallError as exc:  # another replica cleaning up at the same time, say: not ours to fix now
+            log.warning("events_orphan_cleanup_failed", error=str(exc))
         created = await self._aws.call(
             "sqs",
             "CreateQueue",
@@ -104,6 +107,7 @@ class EventQueue:
         response = await self._aws.call(
             "sqs",
             "ReceiveMessage",
+            attempts=1,  # a failing queue is the feed's to retry: polling takes over at once meanwhile
             QueueUrl=self.url,
             MaxNumberOfMessages=BATCH,
             WaitTimeSeconds=self._wait_s,
@@ -151,10 +155,14 @@ class EventQueue:
         for url in urls:
             if url == self.url:
                 continue
-            tags = (await self._aws.call("sqs", "ListQueueTags", QueueUrl=url)).get("Tags", {})
-            beat = _count(tags.get(HEARTBEAT_TAG)) if HEARTBEAT_TAG in tags else None
-            if beat is not None and self._wall_clock() - beat > ORPHAN_AFTER_S:
-                orphans[await self._queue_arn(url)] = url
+            try:
+                tags = (await self._aws.call("sqs", "ListQueueTags", QueueUrl=url)).get("Tags", {})
+                beat = _count(tags.get(HEARTBEAT_TAG))  # 0: no tag, or not ours to judge
+                if beat and self._wall_clock() - beat > ORPHAN_AFTER_S:
+                    orphans[await self._queue_arn(url)] = url
+            except AwsCallError as exc:
+                if exc.code not in QUEUE_GONE:  # gone already: another replica removed it
+                    raise
         if not orphans:
             return 0
         subscriptions = await self._aws.collect(
@@ -164,7 +172,11 @@ class EventQueue:
             if subscription.get("Endpoint") in orphans and subscription.get("SubscriptionArn", "").startswith("arn:"):
                 await self._aws.call("sns", "Unsubscribe", SubscriptionArn=subscription["SubscriptionArn"])
         for url in orphans.values():
-            await self._aws.call("sqs", "DeleteQueue", QueueUrl=url)
+            try:
+                await self._aws.call("sqs", "DeleteQueue", QueueUrl=url)
+            except AwsCallError as exc:
+                if exc.code not in QUEUE_GONE:
+                    raise
             log.info("events_orphan_queue_removed", queue=url.rsplit("/", 1)[-1])
         return len(orphans)
 

@@ -65,11 +65,12 @@ class PartitionPoller:
             started = self._clock()
             failures = 0 if await self.refresh_once() else failures + 1
             delay = delay_after(self._interval_s, failures, self._jitter)
-            if not failures:
-                # The interval runs from start to start: a refresh that takes longer than it is
-                # followed by the next at once, within the budget, rather than an interval later.
-                delay = max(0.0, delay - (self._clock() - started))
-            await self._partition.nudge.wait(delay)
+            if failures:
+                await asyncio.sleep(delay)  # a backoff is kept: events arriving do not cut it short
+                continue
+            # The interval runs from start to start: a refresh that takes longer than it is
+            # followed by the next at once, within the budget, rather than an interval later.
+            await self._partition.nudge.wait(max(0.0, delay - (self._clock() - started)))
 
     async def refresh_once(self) -> bool:
         """Refresh the partition once and hand the result to the store; False when it failed."""

@@ -202,11 +202,18 @@ async def test_garbage_messages_are_counted_and_deleted_and_events_keep_flowing(
         assert daemon.events is not None
         url = estate.sqs.get_queue_url(QueueName=daemon.events.queue_name)["QueueUrl"]
         bad_task = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "region": "us-east-1", "detail": []}
-        for body in ["not json {", json.dumps(bad_task), json.dumps({"source": "aws.ec2", "detail": {}}), "\x00" * 100]:
+        nested = "[" * 50_000 + "]" * 50_000  # json.loads raises RecursionError, not ValueError
+        for body in [
+            "not json {",
+            json.dumps(bad_task),
+            json.dumps({"source": "aws.ec2", "detail": {}}),
+            "\x00" * 100,
+            nested,
+        ]:
             estate.sqs.send_message(QueueUrl=url, MessageBody=body)
         assert await daemon.store.wait_until(
             lambda: (
-                counted(daemon, "discobridge_events_received_total", outcome="not_json") == 2
+                counted(daemon, "discobridge_events_received_total", outcome="not_json") == 3
                 and counted(daemon, "discobridge_events_received_total", outcome="malformed") == 1
                 and counted(daemon, "discobridge_events_received_total", outcome="ignored") == 1
             ),

@@ -61,6 +61,9 @@ class ClusterPartition:
         self._reconciled_at: float | None = None  # when the last full poll that succeeded began
         self._draining: set[str] = set()
         self._instance_versions: dict[str, int] = {}  # container instance -> last event's version
+        # Draining changes events applied while a listing of draining instances is in flight:
+        # laid over its answer, which may predate them.
+        self._instance_changes: dict[str, bool] | None = None
         self._cluster = cluster  # a name or an ARN: ECS takes either
         self._aws = aws
         self._cache = cache
@@ -88,7 +91,14 @@ class ClusterPartition:
         try:
             if full:
                 reconciled = await self._tasks.refresh(self._aws, self.progress, self._health_checked)
-                self._draining = await fetch_draining_instances(self._aws, self._cluster)
+                self._instance_changes = {}
+                try:
+                    listed = await fetch_draining_instances(self._aws, self._cluster)
+                    for arn, draining in self._instance_changes.items():
+                        (listed.add if draining else listed.discard)(arn)
+                    self._draining = listed
+                finally:
+                    self._instance_changes = None
             else:
                 reconciled = await self._tasks.refresh_health(self._aws, self.progress, self._health_checked)
         except AwsCallError as exc:
@@ -133,6 +143,8 @@ class ClusterPartition:
                         self._draining.add(change.arn)
                     else:
                         self._draining.discard(change.arn)
+                    if self._instance_changes is not None:
+                        self._instance_changes[change.arn] = change.draining
             else:
                 applied = self._tasks.apply(change.task)
                 if applied and change.task.running:

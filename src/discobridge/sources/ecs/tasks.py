@@ -161,16 +161,22 @@ class ClusterTasks:
                 if self._keep(facts, now) and new:
                     learned += 1
                     added.add(facts.arn)
+            elif facts.stopping:
+                self._stop(facts.arn)
+                confirmed_gone.add(facts.arn)
+            elif self._not_newer_than_known(facts):
+                continue  # an answer older than an event that said RUNNING: not a stop
             else:
-                if facts.stopping:
-                    self._stop(facts.arn)
-                else:
-                    self._forget(facts.arn)
+                self._forget(facts.arn)
                 confirmed_gone.add(facts.arn)
         for arn in missing:
             self._forget(arn)
             confirmed_gone.add(arn)
         progress.add(learned)
+
+    def _not_newer_than_known(self, facts: TaskFacts) -> bool:
+        known = self._tasks.get(facts.arn)
+        return known is not None and bool(facts.version) and facts.version < known.version
 
     def _keep(self, facts: TaskFacts, now: float) -> bool:
         """Hold `facts` as the task's state unless they are older than what is known; True when held."""
