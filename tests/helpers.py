@@ -16,6 +16,7 @@ from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
 from discobridge.render import Renderer
 from discobridge.render.dns import DnsRenderer
 from discobridge.render.eureka import EurekaRenderer
+from discobridge.render.prometheus import PrometheusRenderer
 from discobridge.render.resolver import ResolverRenderer
 from discobridge.render.status import StatusSections
 from discobridge.store import SnapshotStore
@@ -64,6 +65,7 @@ def renderers(zone: str = "disco.test", ttl_s: int = 5, **overrides: Renderer[An
         "resolver": ResolverRenderer(),
         "status": StatusSections(),
         "eureka": EurekaRenderer(),
+        "prometheus": PrometheusRenderer(),
         **overrides,
     }
     return list(chosen.values())
@@ -139,6 +141,29 @@ def free_port(kind: socket.SocketKind) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def held_dns_port() -> Iterator[int]:
+    """A port on 127.0.0.1 held on both UDP and TCP (as a DNS server takes it) while the block runs."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:  # the kernel's free UDP port is in use on TCP: take another
+                continue
+            tcp.listen()
+            yield port
+            return
+    raise OSError("no port on 127.0.0.1 free for both UDP and TCP")
+
+
+def free_dns_port() -> int:
+    """A port free on both UDP and TCP just now, for a DNS server to take."""
+    with held_dns_port() as port:
+        return port
 
 
 def example_config(tmp_path: Path, endpoint_url: str) -> Path:

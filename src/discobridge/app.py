@@ -29,6 +29,7 @@ from discobridge.render import Renderer
 from discobridge.render.dns import DnsRenderer
 from discobridge.render.eureka import EurekaRenderer
 from discobridge.render.eureka_wire import EurekaPaths
+from discobridge.render.prometheus import PrometheusRenderer
 from discobridge.render.resolver import ResolverRenderer
 from discobridge.render.status import StatusSections
 from discobridge.snapshot_file import LocalSnapshot, decode
@@ -49,10 +50,17 @@ def renderers(config: Config) -> list[Renderer[Any]]:
         home=config.eureka.home_page_path, status=config.eureka.status_page_path, health=config.eureka.health_check_path
     )
     return [
-        DnsRenderer(zone=config.dns.zone, ttl_s=config.dns.ttl_s),
+        DnsRenderer(
+            zone=config.dns.zone,
+            ttl_s=config.dns.ttl_s,
+            ns_name=config.dns.ns_name or "",
+            ns_addresses=config.dns.ns_addresses
+            or tuple(listen.host for listen in config.dns.listen if listen.host not in ("0.0.0.0", "::")),
+        ),
         ResolverRenderer(),
         StatusSections(),
         EurekaRenderer(paths=paths),
+        PrometheusRenderer(),
     ]
 
 

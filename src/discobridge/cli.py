@@ -42,7 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "snapshot":
             command.add_argument("--json", action="store_true", help="print JSON instead of text")
-    demo = commands.add_parser("demo", help="run against an embedded fake AWS estate (no account needed)")
+    demo_text = "run against an embedded fake AWS estate (no account needed)"
+    demo = commands.add_parser(
+        "demo",
+        help=demo_text,
+        description=f"{demo_text}: two ECS clusters, four hosts, Cloud Map and ECS events, served on 127.0.0.1",
+    )
     demo.add_argument("--dir", default=".demo", type=Path, help="where the demo writes its config (default: .demo)")
     demo.add_argument("--dns-port", default=5353, type=int, help="DNS port on 127.0.0.1 (default: 5353)")
     demo.add_argument("--http-port", default=8080, type=int, help="HTTP port on 127.0.0.1 (default: 8080)")
@@ -85,7 +90,7 @@ def _load(path: str | None) -> Config:
         return load_config(path)
     text = os.environ.get(CONFIG_VARIABLE)
     if text is None:
-        raise ConfigError("discobridge", "", f"give a config file with -c FILE or its TOML text in ${CONFIG_VARIABLE}")
+        raise ConfigError("", "", f"give a config file with -c FILE or its TOML text in ${CONFIG_VARIABLE}")
     return parse_config(text, f"${CONFIG_VARIABLE}")
 
 
@@ -127,7 +132,8 @@ def _format_json(snapshot: Snapshot) -> str:
 def _format_text(snapshot: Snapshot) -> str:
     lines: list[str] = []
     for service in snapshot.services.values():
-        lines.append(f"{service.name}  ({len(service.endpoints)} endpoints)")
+        count = len(service.endpoints)
+        lines.append(f"{service.name}  ({count} endpoint{'' if count == 1 else 's'})")
         for e in service.endpoints:
             lines.append(
                 f"  {e.address:<21} {e.health:<9} {e.az or '-':<11} {e.source:<8} "

@@ -20,7 +20,7 @@ class ConfigError(Exception):
     """A config file is unreadable or invalid; the message names the file, the key and the reason."""
 
     def __init__(self, origin: str, key: str, reason: str) -> None:
-        super().__init__(f"{origin}: {key}: {reason}" if key else f"{origin}: {reason}")
+        super().__init__(f"{origin}: {key}: {reason}" if key else f"{origin}: {reason}" if origin else reason)
         self.origin, self.key, self.reason = origin, key, reason
 
 
@@ -183,6 +183,16 @@ def _zone(value: Any) -> str:
     return zone
 
 
+def _ip_addresses(value: Any) -> tuple[str, ...]:
+    addresses = []
+    for text in _texts(allow_empty=True)(value):
+        try:
+            addresses.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            raise ValueError(f"expected IP addresses such as 10.0.1.53, got {text!r}") from None
+    return tuple(addresses)
+
+
 def _url_path(value: Any) -> str:
     path = _text(value)
     if not path.startswith("/"):
@@ -228,6 +238,10 @@ class DnsConfig:
     zone: str = _setting(_zone)
     listen: tuple[HostPort, ...] = _setting(_listens, (HostPort("0.0.0.0", 53),))
     ttl_s: int = _setting(_ttl, 5)
+    # The zone's NS target; its A/AAAA answer with ns_addresses (default: the listen addresses
+    # that are not wildcards; behind a load balancer, give its fixed IPs).
+    ns_name: str | None = _setting(_zone, None)
+    ns_addresses: tuple[str, ...] = _setting(_ip_addresses, ())
 
 
 @dataclass(frozen=True, slots=True)

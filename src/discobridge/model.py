@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -70,6 +71,15 @@ class Endpoint:
     container: str = ""
     container_instance: str = ""
     instance_id: str = ""
+    # The other named ports of the published container: (name, port a client connects to),
+    # sorted by name. The main port is host_port; "main" is never one of these names.
+    ports: tuple[tuple[str, int], ...] = ()
+
+    def port(self, name: str) -> int | None:
+        """The port named `name` ("main": host_port); None when this endpoint has none."""
+        if name == MAIN_PORT:
+            return self.host_port
+        return next((port for known, port in self.ports if known == name), None)
 
     @property
     def task_id(self) -> str:
@@ -90,6 +100,15 @@ def clean_text(text: str) -> str:
     """`text` as every frontend can carry it: what XML 1.0 cannot hold replaced by U+FFFD, and no
     longer than MAX_TEXT characters. The one place data from AWS is made safe to publish."""
     return _NOT_XML_CHAR.sub("\ufffd", text[:MAX_TEXT])
+
+
+MAIN_PORT = "main"
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def valid_port_name(name: str) -> bool:
+    """A port name is a DNS label (it becomes `_<name>._tcp.S.Z`); "main" is the main port's."""
+    return name != MAIN_PORT and _PORT_NAME.fullmatch(name) is not None
 
 
 def canonical_ip(text: str) -> str | None:
@@ -114,6 +133,7 @@ def make_endpoint(
     container: str = "",
     container_instance: str = "",
     instance_id: str = "",
+    ports: Iterable[tuple[object, object]] = (),
 ) -> Endpoint | str:
     """An Endpoint from data a source read, validated and made canonical in one place, so every
     frontend publishes the same address; a string is the reason it must be skipped."""
@@ -136,7 +156,22 @@ def make_endpoint(
         container=clean_text(container),
         container_instance=clean_text(container_instance),
         instance_id=clean_text(instance_id),
+        ports=_named_ports(ports),
     )
+
+
+def _named_ports(ports: Iterable[tuple[object, object]]) -> tuple[tuple[str, int], ...]:
+    """The well-formed (name, port) pairs, one per name, sorted; the rest dropped: a bad extra
+    port never costs the endpoint its main one."""
+    kept: dict[str, int] = {}
+    for name, port in ports:
+        if isinstance(name, str) and valid_port_name(name) and _is_port(port):
+            kept[name] = port  # type: ignore[assignment]  # _is_port checked it
+    return tuple(sorted(kept.items()))
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +189,14 @@ class Service:
     def serving(self) -> tuple[Endpoint, ...]:
         """The healthy endpoints; when none is, the unhealthy ones (fail open, as Route 53 and an
         ALB do: a broken health check must not take a service down). Draining ones never."""
-        healthy = tuple(e for e in self.endpoints if e.health is Health.HEALTHY)
-        return healthy or tuple(e for e in self.endpoints if e.health is Health.UNHEALTHY)
+        return serving(self.endpoints)
+
+
+def serving(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    """Of `endpoints`, those that take traffic: see Service.serving."""
+    endpoints = tuple(endpoints)
+    healthy = tuple(e for e in endpoints if e.health is Health.HEALTHY)
+    return healthy or tuple(e for e in endpoints if e.health is Health.UNHEALTHY)
 
 
 @dataclass(frozen=True, slots=True)

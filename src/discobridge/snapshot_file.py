@@ -161,7 +161,8 @@ def write_file(path: Path, data: bytes) -> None:
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
     fields = {name: getattr(endpoint, name) for name in _ENDPOINT_TEXT}
-    return {**fields, "host_port": endpoint.host_port, "health": str(endpoint.health)}
+    named = {"ports": dict(endpoint.ports)} if endpoint.ports else {}
+    return {**fields, "host_port": endpoint.host_port, "health": str(endpoint.health), **named}
 
 
 def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, PartitionResult] | None:
@@ -194,8 +195,14 @@ def _parse_endpoint(raw: Any) -> Endpoint | None:
     if health not in _HEALTH:
         return None
     # The same checks as data from AWS: a file is data too.
+    ports = raw.get("ports", {})
+    if not isinstance(ports, Mapping):
+        return None
     endpoint = make_endpoint(
-        **{k: raw[k] for k in _ENDPOINT_TEXT}, host_port=raw.get("host_port"), health=Health(health)
+        **{k: raw[k] for k in _ENDPOINT_TEXT},
+        host_port=raw.get("host_port"),
+        health=Health(health),
+        ports=ports.items(),
     )
     return endpoint if isinstance(endpoint, Endpoint) else None
 

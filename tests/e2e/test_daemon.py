@@ -10,7 +10,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -19,29 +18,7 @@ import pytest
 
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
-from tests.helpers import COMMAND, daemon_process, events, example_config, free_port, read_until, system_tool
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, tuple[int, int]]]:
-    dns_port, http_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    process = subprocess.Popen(
-        [*COMMAND, "demo", "--dir", str(tmp_path / "demo"), "--dns-port", str(dns_port), "--http-port", str(http_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
-        lines = read_until(process.stdout, "config written to:")
-        path = Path(lines[-1].split("config written to:")[1].strip())
-        yield process, path, (dns_port, http_port)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            stream.close()  # type: ignore[union-attr]
+from tests.helpers import COMMAND, daemon_process, events, example_config, read_until, system_tool
 
 
 def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
@@ -77,6 +54,7 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
         [*COMMAND, "snapshot", "-c", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert text.returncode == 0 and "orders  (4 endpoints)" in text.stdout
+    assert "report-builder  (1 endpoint)\n" in text.stdout
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=15) == 0

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import COMMAND
+from tests.helpers import COMMAND, held_dns_port
 
 BASE = '[aws]\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:9"\n[dns]\nzone = "d.test"\n'
 
@@ -20,18 +19,8 @@ BASE = '[aws]\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:9"\n[dns]\
 @pytest.fixture
 def taken() -> Iterator[int]:
     """A port on 127.0.0.1 held on both UDP and TCP by this test."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:  # the kernel's free UDP port is in use on TCP: take another
-                continue
-            tcp.listen()
-            yield port
-            return
-    raise OSError("no port on 127.0.0.1 free for both UDP and TCP")
+    with held_dns_port() as port:
+        yield port
 
 
 def start(config: str, *args: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
@@ -112,3 +101,14 @@ def test_the_demo_names_the_flag_that_picks_another_port(taken: int, tmp_path: P
     )
     line = one_line(result)
     assert f"[dns] listen 127.0.0.1:{taken}: cannot listen" in line and line.endswith("with --dns-port")
+
+
+def test_run_without_a_config_says_so_once_and_demo_help_says_what_the_demo_is() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISCOBRIDGE_CONFIG"}
+    result = subprocess.run([*COMMAND, "run"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "discobridge: config error: give a config file with -c FILE or its TOML text in $DISCOBRIDGE_CONFIG"
+    )
+    shown = subprocess.run([*COMMAND, "demo", "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "embedded fake AWS estate" in shown.stdout.split("options:")[0]

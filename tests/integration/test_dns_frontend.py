@@ -14,13 +14,17 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from aiobotocore.session import AioSession
 
 from discobridge.config import HostPort
+from discobridge.fakeaws.estate import Estate
+from discobridge.fakeaws.server import FakeAws
 from discobridge.frontends import udp_batch
 from discobridge.frontends.dns import DnsFrontend
 from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health
 from discobridge.store import SnapshotStore
+from tests.conftest import running
 from tests.helpers import endpoint as make_endpoint
 from tests.helpers import make_store, publish
 
@@ -400,3 +404,29 @@ async def test_serves_on_ipv6_loopback_and_several_addresses(server: Dns) -> Non
             )
     finally:
         await frontend.stop()
+
+
+async def test_the_ns_name_resolves_to_the_configured_addresses_or_the_listen_ones(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.web_service("prod", "orders")
+    async with running(fake_aws.url, aio_session) as daemon:
+        assert await daemon.store.wait_for(0, timeout=10) is not None
+        port, zone = daemon.dns.addresses[0].port, daemon.config.dns.zone
+        ns = await dns.asyncquery.udp(dns.message.make_query(zone, "NS"), "127.0.0.1", port=port, timeout=2)
+        assert rrset_values(ns, "NS") == [f"ns.{zone}."]
+        a = await dns.asyncquery.udp(dns.message.make_query(f"ns.{zone}", "A"), "127.0.0.1", port=port, timeout=2)
+        assert rrset_values(a, "A") == ["127.0.0.1"]  # the listen address: not a wildcard
+    dns_table = {"ns_name": "dns1.disco.test", "ns_addresses": ["10.0.1.53", "10.0.2.53", "fd00::53"]}
+    async with running(fake_aws.url, aio_session, dns=dns_table) as daemon:
+        assert await daemon.store.wait_for(0, timeout=10) is not None
+        port, zone = daemon.dns.addresses[0].port, daemon.config.dns.zone
+
+        async def ask(name: str, rdtype: str) -> list[str]:
+            reply = await dns.asyncquery.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=2)
+            return sorted(rrset_values(reply, rdtype))
+
+        assert await ask(zone, "NS") == ["dns1.disco.test."]
+        assert await ask("dns1.disco.test", "A") == ["10.0.1.53", "10.0.2.53"]
+        assert await ask("dns1.disco.test", "AAAA") == ["fd00::53"]
+        assert (await ask(zone, "SOA"))[0].startswith("dns1.disco.test. hostmaster.disco.test.")

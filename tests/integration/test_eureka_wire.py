@@ -223,6 +223,20 @@ async def test_8_delta_carries_recent_changes_and_the_full_hash(served: Eureka) 
     assert all("actionType" in i for i in instances(await served.json("/eureka/v2/apps/delta/")))
 
 
+async def test_8_an_instance_added_then_removed_is_in_the_delta_once_with_its_last_action(served: Eureka) -> None:
+    served.publish([*ESTATE, ep("orders", "10.0.3.14", 34000)])
+    served.publish(ESTATE)  # gone again before any client fetched the delta
+    actions = [(i["instanceId"], i["actionType"]) for i in instances(await served.json("/eureka/apps/delta"))]
+    assert actions == [("10.0.3.14:34000", "DELETED")]  # one entry per instance, as the real server sends
+
+
+async def test_9_a_vip_carries_the_hashcode_of_its_own_instances(served: Eureka) -> None:
+    orders = (await served.json("/eureka/vips/orders"))["applications"]
+    payments = (await served.json("/eureka/svips/payments"))["applications"]
+    assert orders["apps__hashcode"] == "DOWN_1_OUT_OF_SERVICE_1_UP_2_"  # not the registry's DOWN_1_..._UP_3_
+    assert payments["apps__hashcode"] == "UP_1_"
+
+
 async def test_8_changes_leave_the_delta_after_three_minutes(served: Eureka) -> None:
     served.wall += 100
     served.publish(ESTATE[:4])  # payments' only instance deleted at WALL + 100

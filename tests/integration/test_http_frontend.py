@@ -117,6 +117,7 @@ async def test_service_document_cluster_filter_and_errors(served: Http) -> None:
     assert endpoints[0] == {
         "host": "10.0.0.1", "port": 32001, "health": "healthy", "az": "us-east-1b", "source": "ecs",
         "cluster": "prod", "task": "arn:aws:ecs:us-east-1:1:task/prod/t1", "container": "web", "instance_id": "",
+        "ports": {"main": 32001},
     }  # fmt: skip
     assert [e["health"] for e in endpoints] == ["healthy", "healthy", "unhealthy", "draining"]
     staging = await served.json("/v1/services/orders?cluster=staging")
@@ -141,6 +142,20 @@ async def test_resolve_rotates_over_serving_endpoints_as_plain_text(served: Http
     assert "draining" in str((await served.json("/v1/resolve/leaving", status=503))["error"])
     served.publish([ep("orders", 3, Health.UNHEALTHY)])
     assert (await served.get("/v1/resolve/orders"))[2] == b"10.0.0.3:32003"  # fail open
+
+
+async def test_resolve_honours_cluster_and_unknown_parameters_are_a_400(served: Http) -> None:
+    served.publish([*ESTATE, ep("orders", 7, cluster="staging"), ep("orders", 8, Health.UNHEALTHY, cluster="qa")])
+    assert {(await served.get("/v1/resolve/orders?cluster=staging"))[2] for _ in range(3)} == {b"10.0.0.7:32007"}
+    assert (await served.get("/v1/resolve/orders?cluster=qa"))[2] == b"10.0.0.8:32008"  # fail open, in qa alone
+    assert {(await served.get("/v1/resolve/orders?cluster=prod"))[2] for _ in range(4)} == {
+        b"10.0.0.1:32001",
+        b"10.0.0.2:32002",
+    }
+    assert "cluster 'dev'" in str((await served.json("/v1/resolve/orders?cluster=dev", status=503))["error"])
+    for path in ("/v1/resolve/orders?clutser=prod", "/v1/services/orders?clutser=prod", "/v1/services?x=1"):
+        error = str((await served.json(path, status=400))["error"])
+        assert "unknown query parameter 'clutser'" in error or "unknown query parameter 'x'" in error, error
 
 
 async def test_long_poll_returns_when_the_service_changes(served: Http) -> None:
@@ -196,6 +211,7 @@ async def test_metrics_expose_snapshot_endpoints_and_http_requests(served: Http)
     assert 'discobridge_http_requests_total{route="unmatched",status="404"} 1.0' in text
     assert 'discobridge_snapshot_endpoints{health="unhealthy",service="orders"} 1.0' in text
     assert "discobridge_snapshot_age_seconds 0.0" in text
+    assert "_created" not in text  # one series per counter that no dashboard reads, as most exporters do
 
 
 async def test_status_page_lists_every_endpoint_without_external_assets(served: Http) -> None:

@@ -87,3 +87,22 @@ def test_dockerfile_lints_clean_runs_as_non_root_checks_health_and_ships_no_test
     )
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "*" in ignored and "!src/" in ignored and "!tests/" not in ignored
+
+
+def test_clients_never_reach_the_task_http_port_and_health_checks_do_not_depend_on_client_cidr() -> None:
+    template, problems = decode(str(DEPLOY / "cloudformation.yaml"))
+    assert not problems and template is not None
+    resources = template["Resources"]
+    task_rules = resources["TaskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    http_rules = [r for r in task_rules if r["FromPort"] <= 8080 <= r["ToPort"]]
+    assert all(r.get("CidrIp") != {"Ref": "ClientCidr"} for r in http_rules)  # only through the ALB
+    sources = [r.get("SourceSecurityGroupId") or r.get("CidrIp") for r in http_rules]
+    assert {"Ref": "AlbSecurityGroup"} in sources  # the ALB's traffic and its health checks
+    assert {"Fn::Sub": "${DnsIpA}/32"} in sources and {"Fn::Sub": "${DnsIpB}/32"} in sources  # the NLB's checks
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup":
+            assert resource["Properties"].get("HealthCheckPath") == "/healthz", name
+            assert str(resource["Properties"].get("HealthCheckPort", "8080")) == "8080", name
+    # The Resolver endpoint forwards to the NLB's addresses, whatever the clients' range.
+    egress = resources["ResolverSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert all(r["CidrIp"] in ({"Fn::Sub": "${DnsIpA}/32"}, {"Fn::Sub": "${DnsIpB}/32"}) for r in egress)

@@ -186,3 +186,16 @@ async def test_a_submit_is_answered_when_a_partition_is_listed_while_it_waits_fo
     store.listed(PROD.scope, [PROD, STAGING])  # a new cluster, no result yet: not ready any more
     assert await asyncio.wait_for(waiting, timeout=5) is True  # held for the first snapshot, not lost
     await store.close()
+
+
+def test_a_service_spanning_clusters_is_one_named_warning_in_the_snapshot() -> None:
+    store = make_store()
+    publish(
+        store, [endpoint("orders", 1, cluster="prod"), endpoint("orders", 2, cluster="staging"), endpoint("billing", 3)]
+    )
+    assert store.current is not None
+    spanning = [w for w in store.current.warnings if "spans clusters" in w]
+    assert spanning == [
+        "service orders spans clusters prod, staging: one Eureka app ORDERS to Spring clients, so each gets the "
+        "others' instances; scope [ecs] clusters per environment"
+    ]

@@ -13,7 +13,9 @@ from discobridge.model import Health, PartitionResult
 from discobridge.snapshot_file import Saved, decode, encode, merge, read_file, write_file
 from tests.helpers import PROD, endpoint, partition
 
-ENDPOINT = endpoint("orders", 1, health=Health.DRAINING, container_instance="arn:ci", instance_id="i-0abc")
+ENDPOINT = endpoint(
+    "orders", 1, health=Health.DRAINING, container_instance="arn:ci", instance_id="i-0abc", ports=(("metrics", 9102),)
+)
 STAGING = partition("staging")
 
 

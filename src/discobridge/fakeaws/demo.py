@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,7 +124,7 @@ def start_demo(directory: Path, dns_port: int = DNS_PORT, http_port: int = HTTP_
 
 
 def _banner(path: Path, url: str, dns_port: int, http: str) -> str:
-    command = f"{sys.executable} -m discobridge"
+    command = ".venv/bin/discobridge" if Path(".venv/bin/discobridge").exists() else "discobridge"
     dig = f"dig @127.0.0.1 -p {dns_port}"
     return f"""
 discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
@@ -134,7 +133,7 @@ ECS events are on: the fake EventBridge announces every task change, served in u
 
 Try, in another terminal, while this runs:
   {command} snapshot -c {path}
-  {dig} orders.{DEMO_ZONE} SRV          # every task's host port
+  {dig} orders.{DEMO_ZONE} SRV          # the host port of every task being served
   {dig} orders.{DEMO_ZONE} A +short     # host IPs of the healthy tasks
   {dig} orders.{DEMO_ZONE} TXT +short   # "ip:port" per healthy task
   {dig} _checkout._tcp.{DEMO_ZONE} SRV  # RFC 2782 form, for HAProxy, nginx, Java

@@ -25,6 +25,7 @@ class Container:
     labels: dict[str, str] = field(default_factory=dict)
     host_port: int = 0  # bridge mode: 0 asks Docker for an ephemeral port, as in real ECS
     health_check: bool = False  # only a container with one ever reports a health status
+    port_names: dict[int, str] = field(default_factory=dict)  # portMappings[].name, by container port
 
     def definition(self) -> dict[str, Any]:
         check = {"healthCheck": {"command": ["CMD-SHELL", "curl -fs http://localhost:8080/ || exit 1"]}}
@@ -36,7 +37,13 @@ class Container:
             "essential": True,
             "dockerLabels": self.labels,
             "portMappings": [
-                {"containerPort": port, "hostPort": self.host_port, "protocol": "tcp"} for port in self.ports
+                {
+                    "containerPort": port,
+                    "hostPort": self.host_port,
+                    "protocol": "tcp",
+                    **({"name": self.port_names[port]} if port in self.port_names else {}),
+                }
+                for port in self.ports
             ],
         }
 

@@ -153,8 +153,18 @@ async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+STATUS_WAIT_S = 30.0  # the longest a status page's refresh waits for a newer snapshot
+
+
 async def handle_status_page(request: web.Request) -> web.Response:
-    store = request.app[STORE]
+    store, state = request.app[STORE], request.app[STATE]
+    after = request.query.get("after")
+    if after is not None:  # the page's own refresh: answer once there is something newer
+        if not (after.isascii() and after.isdigit()) or len(after) > 20:
+            raise web.HTTPBadRequest(reason=f"after must be a snapshot generation, got {after[:40]!r}")
+        state.status_refreshes += 1
+        store.wake_waiters()  # part of the state a waiter may watch (the browser test does)
+        await store.wait_until(lambda: store.generation > int(after) or state.shutting_down, STATUS_WAIT_S)
     snapshot = store.current
     verdict = _verdict(request)
     cards = [
@@ -168,7 +178,7 @@ async def handle_status_page(request: web.Request) -> web.Response:
     if snapshot is not None and snapshot.warnings:
         cards.append(("the data", "", "; ".join(snapshot.warnings)))
     page = render_status_page(
-        sections=snapshot.view(STATUS_SECTIONS) if snapshot else b"<p>Waiting for the first poll of AWS.</p>",
+        documents=snapshot.view(STATUS_SECTIONS) if snapshot else None,
         generation=store.generation,
         age_s=verdict.age_s,
         healthy=verdict.healthy,

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from discobridge.config import BindError, Config, HostPort
-from discobridge.frontends import eureka, health, resolver
+from discobridge.frontends import eureka, health, prometheus, resolver
 from discobridge.frontends.http_connections import LimitedRunner, json_error
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE, HttpState
 from discobridge.metrics import Metrics
@@ -76,6 +76,7 @@ def make_app(
     resolver.add_routes(app)
     health.add_routes(app)
     eureka.add_routes(app, wall_clock)
+    prometheus.add_routes(app)
     return app
 
 
@@ -126,5 +127,6 @@ class HttpFrontend:
 
     async def stop(self) -> None:
         if self._runner is not None:
+            self.begin_shutdown()  # open long polls answer now rather than hold the close up
             await self._runner.cleanup()
             self._runner = None

@@ -15,7 +15,8 @@ from discobridge.store import SnapshotStore
 @dataclass
 class HttpState:
     shutting_down: bool = False
-    resolve_turns: Counter[str] = field(default_factory=Counter)
+    resolve_turns: Counter[tuple[str, str | None, str]] = field(default_factory=Counter)  # service, cluster, port
+    status_refreshes: int = 0  # how often a status page has asked to be refreshed (begun, not answered)
 
 
 STORE = web.AppKey("store", SnapshotStore)

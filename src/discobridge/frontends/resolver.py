@@ -10,6 +10,7 @@ from aiohttp import web
 
 from discobridge.frontends.health import not_ready_reason
 from discobridge.frontends.keys import STATE, STORE, HttpState
+from discobridge.model import MAIN_PORT
 from discobridge.render.resolver import RESOLVER, Document, document, render_service
 from discobridge.snapshot import Snapshot
 from discobridge.store import SnapshotStore
@@ -49,7 +50,18 @@ def _matches(request: web.Request, etag: str) -> bool:
     return wanted.strip() == "*" or etag.removeprefix("W/") in candidates
 
 
+def _known_parameters(request: web.Request, *known: str) -> None:
+    """A parameter we do not know is a mistake to name, not to ignore (`?clutser=prod` would
+    otherwise answer for every cluster)."""
+    unknown = sorted(set(request.query) - set(known))
+    if unknown:
+        raise web.HTTPBadRequest(
+            reason=f"unknown query parameter {unknown[0]!r}: this path takes {', '.join(known) or 'none'}"
+        )
+
+
 async def handle_services(request: web.Request) -> web.Response:
+    _known_parameters(request)
     snapshot = _snapshot(request)
     docs = snapshot.view(RESOLVER)
     age = request.app[STORE].age_s() or 0.0
@@ -57,6 +69,7 @@ async def handle_services(request: web.Request) -> web.Response:
 
 
 async def handle_service(request: web.Request) -> web.Response:
+    _known_parameters(request, "cluster", "index", "wait")
     name = request.match_info["name"].lower()
     cluster = request.query.get("cluster")
     if "index" in request.query:
@@ -114,12 +127,18 @@ def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
 
 
 async def handle_resolve(request: web.Request) -> web.Response:
+    _known_parameters(request, "cluster", "port")
     name = request.match_info["name"].lower()
+    cluster, port = request.query.get("cluster"), request.query.get("port", MAIN_PORT)
     service = _snapshot(request).view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
-    if not service.serving:
-        raise web.HTTPServiceUnavailable(reason=f"{name} has no endpoint to serve: every one is draining")
+    if port not in service.port_names:
+        raise web.HTTPNotFound(reason=f"{name} has no port named {port[:63]!r}")
+    serving = service.serving.get((cluster, port), ())
+    if not serving:
+        where = "" if cluster is None else f" in cluster {cluster!r}"
+        raise web.HTTPServiceUnavailable(reason=f"{name} has no endpoint to serve{where}: none, or every one draining")
     turns = request.app[STATE].resolve_turns
-    turns[name] += 1
-    return web.Response(body=service.serving[turns[name] % len(service.serving)], content_type="text/plain")
+    turns[name, cluster, port] += 1
+    return web.Response(body=serving[turns[name, cluster, port] % len(serving)], content_type="text/plain")

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 import structlog
 
-from discobridge.model import Endpoint, Service
+from discobridge.model import Endpoint, Service, serving
 from discobridge.render import ViewKey
 from discobridge.render.dns_names import (
     QUALIFIED,
@@ -148,9 +148,13 @@ class DnsRenderer:
 
     key = DNS
 
-    def __init__(self, *, zone: str, ttl_s: int) -> None:
+    def __init__(self, *, zone: str, ttl_s: int, ns_name: str = "", ns_addresses: Sequence[str] = ()) -> None:
         self._zone = zone.lower().strip(".")
         self._ttl = ttl_s
+        # The zone's NS target, and the addresses its own A/AAAA answer with: an authoritative
+        # server whose NS name does not resolve fails every zone lint.
+        self._ns_name = (ns_name or f"ns.{self._zone}").lower().strip(".")
+        self._ns_addresses = tuple(ns_addresses)
         self._per_service = PerService(self._render_service)
 
     def __call__(self, services: Mapping[str, Service], generation: int, previous: DnsAnswers | None) -> DnsAnswers:
@@ -179,9 +183,14 @@ class DnsRenderer:
         names[apex] = MappingProxyType(
             {
                 SOA_TYPE: _single(self._record(_QUESTION, SOA_TYPE, soa)),
-                NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(f"ns.{self._zone}"))),
+                NS_TYPE: _single(self._record(_QUESTION, NS_TYPE, wire_name(self._ns_name))),
             }
         )
+        ns = wire_name(self._ns_name)
+        if self._ns_addresses and _inside(ns, apex):
+            if ns in names:
+                warnings.append(f"{self._ns_name} is the zone's name server ([dns] ns_name): not the service's")
+            names[ns] = self._address_answers(self._ns_addresses)
         # The SOA for NXDOMAIN and NODATA goes in the authority section under the zone's name.
         negative = (self._record(apex, SOA_TYPE, soa),)
         for empty in parents - names.keys():
@@ -208,13 +217,20 @@ class DnsRenderer:
         out = {wire_name(f"{name}.{zone}"): _answers(service.serving, records)}
         claims: dict[bytes, Claim] = {}
         labels, warnings = cluster_labels(service)
+        named = sorted({port for e in service.endpoints for port, _ in e.ports})
         for cluster, label in labels.items():
             qualified = f"{name}.{label}.{zone}"
             if valid(qualified):
                 subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
                 out[wire_name(qualified)] = _answers(subset.serving, records)
                 claims[wire_name(qualified)] = Claim(QUALIFIED, f"service {name} in cluster {cluster}")
+                for port in named:
+                    if valid(f"_{port}._tcp.{qualified}"):
+                        out[wire_name(f"_{port}._tcp.{qualified}")] = self._named_srv(subset, port, targets, records)
         out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
+        for port in named:  # RFC 2782 names of the other ports, as Consul and Kubernetes serve them
+            if valid(f"_{port}._tcp.{name}.{zone}"):
+                out[wire_name(f"_{port}._tcp.{name}.{zone}")] = self._named_srv(service, port, targets, records)
         for endpoint, target in targets.items():
             mine = records[endpoint]
             out[wire_name(target)] = {mine.address_type: _single(mine.address)}
@@ -222,6 +238,24 @@ class DnsRenderer:
         apex = wire_name(zone)
         proxied: dict[bytes, Mapping[int, Answer]] = {k: MappingProxyType(v) for k, v in out.items()}
         return _ServiceNames(proxied, claims, _empty_non_terminals(out, apex), tuple(warnings))
+
+    def _named_srv(
+        self,
+        service: Service,
+        port_name: str,
+        targets: Mapping[Endpoint, str],
+        records: Mapping[Endpoint, _EndpointRecords],
+    ) -> dict[int, Answer]:
+        """SRV for one named port: the serving endpoints that have it, with the same targets
+        (and glue) as their main port's."""
+        having = serving(e for e in service.endpoints if e.port(port_name))
+        if not having:
+            return {}
+        answer = [
+            self._record(_QUESTION, SRV_TYPE, struct.pack("!HHH", 1, 1, e.port(port_name) or 0) + wire_name(targets[e]))
+            for e in having
+        ]
+        return {SRV_TYPE: _rotated(answer, [records[e].glue for e in having])}
 
     def _endpoint_records(self, endpoint: Endpoint, target: str) -> _EndpointRecords:
         ip = endpoint.host_ip
@@ -240,10 +274,17 @@ class DnsRenderer:
     def _record(self, owner: bytes, rtype: int, rdata: bytes) -> bytes:
         return owner + struct.pack("!HHIH", rtype, 1, self._ttl, len(rdata)) + rdata
 
+    def _address_answers(self, addresses: Sequence[str]) -> Mapping[int, Answer]:
+        by_type: dict[int, list[bytes]] = {}
+        for ip in addresses:
+            family, rtype = (socket.AF_INET6, AAAA_TYPE) if ":" in ip else (socket.AF_INET, A_TYPE)
+            by_type.setdefault(rtype, []).append(self._record(_QUESTION, rtype, socket.inet_pton(family, ip)))
+        return MappingProxyType({rtype: Answer(NOERROR, tuple(records)) for rtype, records in by_type.items()})
+
     def _soa_rdata(self, serial: int) -> bytes:
         # Negative answers are cached for min(SOA TTL, minimum) (RFC 2308): both are the TTL.
         # Written by hand: dnslib would compress the two names against each other.
-        names = wire_name(f"ns.{self._zone}") + wire_name(f"hostmaster.{self._zone}")
+        names = wire_name(self._ns_name) + wire_name(f"hostmaster.{self._zone}")
         return names + struct.pack("!5I", serial, 60, 30, 3600, self._ttl)
 
 

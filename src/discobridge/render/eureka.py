@@ -71,6 +71,8 @@ class EurekaDocuments:
     applications: Mapping[str, tuple[Instance, ...]]  # by upper-case app name
     blocks: Mapping[str, Block]  # where each application lies in `apps`
     services: Mapping[str, Service]  # what each application was rendered from
+    # Services whose endpoints come from more than one cluster: one Eureka app to a client.
+    warnings: tuple[str, ...] = ()
 
     def pieces(self, instances: Iterable[Instance]) -> list[Piece]:
         """The encoded instances (actionType ADDED): JSON as slices of the registry document,
@@ -211,6 +213,12 @@ def documents(
         applications=MappingProxyType({app: a.instances for app, a in applications.items()}),
         blocks=MappingProxyType(blocks),
         services=MappingProxyType(dict(services)),
+        warnings=tuple(
+            f"service {name} spans clusters {', '.join(s.clusters)}: one Eureka app {name.upper()} to Spring "
+            "clients, so each gets the others' instances; scope [ecs] clusters per environment"
+            for name, s in sorted(services.items())
+            if len(s.clusters) > 1
+        ),
     )
 
 

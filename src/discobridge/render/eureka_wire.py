@@ -51,6 +51,10 @@ def render_instance(
         "ecs-cluster": endpoint.cluster,
         "ecs-task-arn": endpoint.task_arn,
         "source": str(endpoint.source),
+        # Every named port, and the one Spring Boot Admin and Prometheus' eureka_sd relabelling
+        # conventionally read: "management", failing that "metrics".
+        **{f"port.{port_name}": str(port) for port_name, port in endpoint.ports},
+        "management.port": str(endpoint.port("management") or endpoint.port("metrics") or ""),
     }
     return {
         "instanceId": endpoint.address,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from discobridge.model import Endpoint, Health, Service
+from discobridge.model import MAIN_PORT, Endpoint, Health, Service, serving
 from discobridge.render import ViewKey
 from discobridge.render.memo import PerService
 
@@ -24,7 +24,10 @@ class Document:
 class ServiceDocuments:
     whole: Document
     by_cluster: Mapping[str, Document]
-    serving: tuple[bytes, ...]  # b"host:port" of each serving endpoint, for /v1/resolve
+    # b"host:port" of each serving endpoint, for /v1/resolve, by (cluster or None for all, port
+    # name): the main port under "main", each named port under its name.
+    serving: Mapping[tuple[str | None, str], tuple[bytes, ...]]
+    port_names: frozenset[str]  # every port name any endpoint of the service has, "main" included
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ def render_endpoint(endpoint: Endpoint) -> dict[str, Any]:
         "task": endpoint.task_arn,
         "container": endpoint.container,
         "instance_id": endpoint.instance_id,
+        "ports": {MAIN_PORT: endpoint.host_port, **dict(endpoint.ports)},
     }
 
 
@@ -105,6 +109,12 @@ def render_resolver(
 def _service_documents(service: Service) -> ServiceDocuments:
     whole = document(render_service(service.name, service.endpoints))
     by_cluster = {}
+    names = frozenset({MAIN_PORT, *(name for e in service.endpoints for name, _ in e.ports)})
+    serving_by: dict[tuple[str | None, str], tuple[bytes, ...]] = {}
+    for cluster in (None, *service.clusters):
+        subset = [e for e in service.endpoints if cluster is None or e.cluster == cluster]
+        for name in names:
+            serving_by[cluster, name] = tuple(_address(e, name) for e in serving([e for e in subset if e.port(name)]))
     for cluster in service.clusters:
         subset = [e for e in service.endpoints if e.cluster == cluster]
         # A service in one cluster (the usual case) shares its document rather than copy it.
@@ -114,5 +124,11 @@ def _service_documents(service: Service) -> ServiceDocuments:
     return ServiceDocuments(
         whole=whole,
         by_cluster=MappingProxyType(by_cluster),
-        serving=tuple(e.address.encode() for e in service.serving),
+        serving=MappingProxyType(serving_by),
+        port_names=names,
     )
+
+
+def _address(endpoint: Endpoint, port_name: str) -> bytes:
+    port = endpoint.port(port_name)
+    return (f"[{endpoint.host_ip}]:{port}" if ":" in endpoint.host_ip else f"{endpoint.host_ip}:{port}").encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 from discobridge.model import Health, Service
@@ -20,12 +21,25 @@ section h2{font-size:15px;margin:0;padding:8px 12px;border-bottom:1px solid #d8d
 table{border-collapse:collapse;width:100%} td,th{padding:4px 12px;text-align:left;border-top:1px solid #eef1f4}
 th{font-weight:600;color:#566} code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace}
 .healthy{color:#1a7f37} .unhealthy{color:#cf222e} .draining{color:#9a6700}
+section.idle{border-color:#cf222e} section.idle h2{background:#ffebe9;color:#cf222e}
+#filter{font:inherit;padding:4px 8px;margin:4px 0 12px;width:260px} .summary{margin-bottom:12px;font-weight:600}
 """
 
 _HEALTH_ORDER = {Health.HEALTHY: 0, Health.UNHEALTHY: 1, Health.DRAINING: 2}
 
 
-STATUS_SECTIONS: ViewKey[bytes] = ViewKey("status-sections")
+@dataclass(frozen=True, slots=True)
+class StatusDocuments:
+    """The per-service part of the status page, and the counts of its summary line."""
+
+    sections: bytes
+    services: int
+    endpoints: int
+    serving: int
+    idle: int  # services serving nothing: listed first, in red
+
+
+STATUS_SECTIONS: ViewKey[StatusDocuments] = ViewKey("status-sections")
 
 
 class StatusSections:
@@ -36,33 +50,75 @@ class StatusSections:
     def __init__(self) -> None:
         self._per_service = PerService(render_service_section)
 
-    def __call__(self, services: Mapping[str, Service], generation: int, previous: bytes | None) -> bytes:
+    def __call__(
+        self, services: Mapping[str, Service], generation: int, previous: StatusDocuments | None
+    ) -> StatusDocuments:
         if not services:
-            return b"<p>No services found yet.</p>"
+            return StatusDocuments(b"<p>No services found yet.</p>", 0, 0, 0, 0)
         sections = self._per_service(services)
-        return b"".join(sections[name] for name in sorted(sections))
+        # Services that serve nothing first: they are what someone opening this page looks for.
+        order = sorted(services, key=lambda name: (bool(services[name].serving), name))
+        return StatusDocuments(
+            sections=b"".join(sections[name] for name in order),
+            services=len(services),
+            endpoints=sum(len(s.endpoints) for s in services.values()),
+            serving=sum(len(s.serving) for s in services.values()),
+            idle=sum(not s.serving for s in services.values()),
+        )
 
 
 def render_service_section(service: Service) -> bytes:
     name = service.name
     healthy = sum(e.health is Health.HEALTHY for e in service.endpoints)
+    served = set(service.serving)
+    fail_open = bool(served) and not healthy
     rows = "".join(
         f"<tr><td><code>{escape(e.address)}</code></td><td class='{e.health}'>{e.health}</td>"
+        f"<td>{_served(e in served, fail_open)}</td>"
         f"<td>{escape(e.az or '-')}</td><td>{escape(e.cluster or '-')}</td><td>{e.source}</td>"
         f"<td><code>{escape(e.task_id or '-')}</code></td></tr>"
         for e in sorted(service.endpoints, key=lambda e: _HEALTH_ORDER[e.health])
     )
+    state = (
+        "<span class='bad'>serving nothing</span>"
+        if not served
+        else f"{len(served)} served" + (" <span class='warn'>(fail open: none is healthy)</span>" if fail_open else "")
+    )
     return (
-        f"<section id='{escape(name)}'><h2>{escape(name)} "
-        f"<span class='meta'>{healthy}/{len(service.endpoints)} healthy</span></h2>"
-        "<table><tr><th>endpoint</th><th>health</th><th>zone</th><th>cluster</th><th>source</th>"
+        f"<section id='{escape(name)}' class='{'idle' if not served else 'live'}'><h2>{escape(name)} "
+        f"<span class='meta'>{healthy}/{len(service.endpoints)} healthy · {state}</span></h2>"
+        "<table><tr><th>endpoint</th><th>health</th><th>served</th><th>zone</th><th>cluster</th><th>source</th>"
         f"<th>task</th></tr>{rows}</table></section>"
     ).encode()
 
 
+def _served(served: bool, fail_open: bool) -> str:
+    if not served:
+        return "<span class='meta'>no</span>"
+    return "<span class='warn'>yes, fail open</span>" if fail_open else "yes"
+
+
+# Refreshes the page in place: a long poll of "/?after=<generation>" answers once a newer snapshot
+# is out (or after 30 s), and its #content replaces this one's, so nothing flashes and the filter
+# stays applied. The first poll starts at once; later ones a second after each answer.
+_SCRIPT = """
+(function(){
+var box=document.getElementById('filter');
+function filter(){var q=box.value.trim().toLowerCase();
+document.querySelectorAll('#content section').forEach(function(s){s.hidden=q!==''&&s.id.indexOf(q)<0;});}
+box.addEventListener('input',filter);
+function poll(){var g=document.getElementById('content').dataset.generation;
+fetch('/?after='+g,{cache:'no-store'}).then(function(r){return r.text();}).then(function(t){
+var next=new DOMParser().parseFromString(t,'text/html').getElementById('content');
+if(next){document.getElementById('content').replaceWith(next);filter();}
+setTimeout(poll,1000);}).catch(function(){setTimeout(poll,5000);});}
+poll();})();
+"""
+
+
 def render_status_page(
     *,
-    sections: bytes,
+    documents: StatusDocuments | None,
     generation: int,
     age_s: float | None,
     healthy: bool,
@@ -71,18 +127,31 @@ def render_status_page(
 ) -> bytes:
     """The whole page: a header from the current state around the pre-rendered sections."""
     age = "no data yet" if age_s is None else f"data {age_s:.1f} s old"
+    failing = sorted(sources, key=lambda source: not source[2])  # sources with a problem first
     cards = "".join(
         f"<div class='source'><b>{escape(name)}</b> · last good poll {escape(when)}"
         + (f"<br><span class='bad'>{escape(error)}</span>" if error else " · <span class='ok'>ok</span>")
         + "</div>"
-        for name, when, error in sources
+        for name, when, error in failing
     )
     status = f"<span class='{'ok' if healthy else 'bad'}'>{escape(verdict)}</span>"
+    if documents is None:
+        summary, sections = "", b"<p>Waiting for the first poll of AWS.</p>"
+    else:
+        problems = documents.idle + sum(1 for _, _, error in sources if error)
+        summary = (
+            f"<div class='summary' id='summary'>{documents.services} services · {documents.endpoints} endpoints · "
+            f"{documents.serving} serving · <span class='{'bad' if problems else 'ok'}'>{problems} problems</span>"
+            "</div>"
+        )
+        sections = documents.sections
     head = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>discobridge</title><style>{_STYLE}</style></head><body>"
-        f"<h1>discobridge</h1><div class='meta'>{status} · snapshot {generation} · {age}</div>"
+        "<h1>discobridge</h1><input id='filter' type='search' placeholder='filter services' autocomplete='off'>"
+        f"<div id='content' data-generation='{generation}'>"
+        f"<div class='meta'>{status} · snapshot {generation} · {age}</div>{summary}"
         f"<div class='sources'>{cards}</div>"
     )
-    return head.encode() + sections + b"</body></html>"
+    return head.encode() + sections + b"</div><script>" + _SCRIPT.encode() + b"</script></body></html>"

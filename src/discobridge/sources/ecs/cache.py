@@ -172,7 +172,13 @@ class EcsCache:
                     "network_mode": d.network_mode,
                     "health_checked": d.health_checked,
                     "containers": [
-                        {"name": c.name, "tcp_ports": list(c.tcp_ports), "labels": dict(c.labels)} for c in d.containers
+                        {
+                            "name": c.name,
+                            "tcp_ports": list(c.tcp_ports),
+                            "labels": dict(c.labels),
+                            "port_names": [[port, name] for port, name in c.port_names],
+                        }
+                        for c in d.containers
                     ],
                 }
                 for arn, d in sorted(self._definitions.items())
@@ -224,7 +230,14 @@ def _definition(arn: str, raw: Any) -> DefinitionFacts | None:
             return None
         if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
             return None
-        containers.append(ContainerFacts(c["name"], tuple(ports), tuple(sorted(labels.items()))))
+        names = c.get("port_names", [])
+        if not isinstance(names, list) or not all(
+            isinstance(n, list) and len(n) == 2 and isinstance(n[0], int) and isinstance(n[1], str) for n in names
+        ):
+            return None
+        containers.append(
+            ContainerFacts(c["name"], tuple(ports), tuple(sorted(labels.items())), tuple((p, n) for p, n in names))
+        )
     family, mode, checked = raw.get("family"), raw.get("network_mode"), raw.get("health_checked", True)
     if not isinstance(family, str) or not isinstance(mode, str) or not isinstance(checked, bool):
         return None

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from discobridge.model import Endpoint, Health, make_endpoint, normalize_service_name
+from discobridge.model import MAIN_PORT, Endpoint, Health, make_endpoint, normalize_service_name
 
 LABEL_NAME = "discobridge.name"
 LABEL_PORT = "discobridge.port"
 LABEL_ENABLE = "discobridge.enable"
+LABEL_PORT_NAMED = "discobridge.port."  # discobridge.port.<name>=<containerPort>
 _LABEL_PREFIX = "discobridge."
 SOURCE = "ecs"
 _STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED", "DELETED"})
@@ -73,6 +74,7 @@ class ContainerFacts:
     name: str
     tcp_ports: tuple[int, ...]  # container ports of its TCP port mappings, in definition order
     labels: tuple[tuple[str, str], ...]  # its discobridge.* docker labels only
+    port_names: tuple[tuple[int, str], ...] = ()  # portMappings[].name of TCP mappings: (port, name)
 
     def label(self, name: str, default: str = "") -> str:
         return next((v for k, v in self.labels if k == name), default)
@@ -158,6 +160,12 @@ def definition_facts(definition: Mapping[str, Any]) -> DefinitionFacts:
             )
             if isinstance(d.get("dockerLabels"), Mapping)
             else (),
+            port_names=tuple(
+                (_number(pm.get("containerPort")), pm["name"])
+                for pm in _dicts(d.get("portMappings"))
+                if _number(pm.get("containerPort")) and pm.get("protocol", "tcp") == "tcp"
+                if isinstance(pm.get("name"), str) and pm["name"]
+            ),
         )
         for d in _dicts(definition.get("containerDefinitions"))
     )
@@ -231,7 +239,23 @@ def parse_task(
         container=mapping.container,
         container_instance=task.container_instance,
         instance_id=instance_id,
+        ports=_named_ports(task, container, definition.network_mode, mapping),
     )
+
+
+def _named_ports(task: TaskFacts, container: ContainerFacts, mode: str, main: _Mapping) -> list[tuple[str, int]]:
+    """The published container's other named TCP ports: (name, port a client connects to).
+    Names come from portMappings[].name, or a `discobridge.port.<name>` label, which wins."""
+    wanted: dict[str, int] = {name.lower(): port for port, name in container.port_names}
+    for key, value in container.labels:
+        if key.startswith(LABEL_PORT_NAMED) and value.strip().isascii() and value.strip().isdigit():
+            wanted[key[len(LABEL_PORT_NAMED) :].lower()] = int(value.strip())
+    mappings = {m.container_port: m.host_port for m in _tcp_mappings(task, [container], mode).get(container.name, ())}
+    return [
+        (name, mappings[port])
+        for name, port in wanted.items()
+        if port != main.container_port and port in mappings and name != MAIN_PORT
+    ]
 
 
 def _choose_mapping(

@@ -1,0 +1,109 @@
+"""Services -> Prometheus HTTP service discovery (http_sd) target lists, once per snapshot.
+
+The format (prometheus.io/docs/prometheus/latest/http_sd/): a JSON list of target groups
+`{"targets": ["host:port"], "labels": {...}}`, `[]` when there are none, the whole list every
+time. Labels differ per task (health, task, zone), and a group's labels hold for all its targets,
+so each endpoint is a group of its own, ordered by service, cluster and address: the same estate
+gives the same bytes. Every endpoint is listed, healthy or not, so Prometheus can show it down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from discobridge.model import MAIN_PORT, Endpoint, Service
+from discobridge.render import ViewKey
+from discobridge.render.memo import PerService
+
+LABEL = "__meta_discobridge_"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    service: str
+    cluster: str
+    body: bytes  # one target group, as JSON
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLists:
+    """Per port name ("main" included): every group, and the whole list with its ETag."""
+
+    groups: Mapping[str, tuple[Group, ...]]
+    whole: Mapping[str, tuple[bytes, str]]
+
+    def select(self, port: str, service: str | None, cluster: str | None) -> tuple[bytes, str]:
+        """The list for one port, narrowed to a service and/or a cluster."""
+        if service is None and cluster is None:
+            return self.whole.get(port, _EMPTY)
+        chosen = [
+            g.body
+            for g in self.groups.get(port, ())
+            if (service is None or g.service == service) and (cluster is None or g.cluster == cluster)
+        ]
+        return _listed(chosen)
+
+
+PROMETHEUS: ViewKey[TargetLists] = ViewKey("prometheus")
+
+
+class PrometheusRenderer:
+    """The http_sd lists of a snapshot; a service's groups are reused while it is unchanged."""
+
+    key = PROMETHEUS
+
+    def __init__(self) -> None:
+        self._per_service = PerService(_service_groups)
+
+    def __call__(self, services: Mapping[str, Service], generation: int, previous: TargetLists | None) -> TargetLists:
+        groups: dict[str, list[Group]] = {}
+        rendered = self._per_service(services)
+        for name in sorted(rendered):
+            for port, port_groups in rendered[name].items():
+                groups.setdefault(port, []).extend(port_groups)
+        return TargetLists(
+            groups=MappingProxyType({port: tuple(found) for port, found in groups.items()}),
+            whole=MappingProxyType({port: _listed([g.body for g in found]) for port, found in groups.items()}),
+        )
+
+
+def _service_groups(service: Service) -> dict[str, list[Group]]:
+    """A service's groups by port name, in (cluster, address) order."""
+    by_port: dict[str, list[Group]] = {}
+    for endpoint in sorted(service.endpoints, key=lambda e: (e.cluster, e.host_ip, e.host_port)):
+        labels = _labels(endpoint)
+        for port_name in (MAIN_PORT, *(name for name, _ in endpoint.ports)):
+            port = endpoint.port(port_name)
+            host = f"[{endpoint.host_ip}]" if ":" in endpoint.host_ip else endpoint.host_ip
+            body = json.dumps({"targets": [f"{host}:{port}"], "labels": labels}, separators=(",", ":")).encode()
+            by_port.setdefault(port_name, []).append(Group(service.name, endpoint.cluster, body))
+    return by_port
+
+
+def _labels(endpoint: Endpoint) -> dict[str, str]:
+    labels = {
+        "service": endpoint.service,
+        "cluster": endpoint.cluster,
+        "health": str(endpoint.health),
+        "az": endpoint.az,
+        "source": str(endpoint.source),
+        "task_arn": endpoint.task_arn,
+        "container": endpoint.container,
+        "instance_id": endpoint.instance_id,
+        f"port_{MAIN_PORT}": str(endpoint.host_port),
+        # A label name takes no "-": a port "admin-http" is __meta_discobridge_port_admin_http.
+        **{f"port_{name.replace('-', '_')}": str(port) for name, port in endpoint.ports},
+    }
+    return {LABEL + key: value for key, value in labels.items() if value}
+
+
+def _listed(bodies: list[bytes]) -> tuple[bytes, str]:
+    body = b"[" + b",".join(bodies) + b"]"
+    return body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+_EMPTY = _listed([])
