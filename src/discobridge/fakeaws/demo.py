@@ -36,7 +36,12 @@ def seed_demo(estate: Estate) -> None:
         "checkout-v2",
         Container("log-router", ports=(24224,), labels={"discobridge.enable": "false"}),
         Container("envoy", ports=(9901,)),
-        Container("app", ports=(8080, 8081), labels={"discobridge.port": "8080", "discobridge.name": "checkout"}),
+        Container(
+            "app",
+            ports=(8080, 8081),
+            labels={"discobridge.port": "8080", "discobridge.name": "checkout"},
+            port_names={8081: "admin"},  # a named port: _admin._tcp.checkout.<zone>, /v1 "ports"
+        ),
     )
     estate.service("prod", "checkout-v2", checkout, prod_a + prod_b)
 
@@ -138,9 +143,11 @@ Try, in another terminal, while this runs:
   {dig} orders.{DEMO_ZONE} TXT +short   # "ip:port" per healthy task
   {dig} _checkout._tcp.{DEMO_ZONE} SRV  # RFC 2782 form, for HAProxy, nginx, Java
   {dig} orders.staging.{DEMO_ZONE} SRV  # one cluster only
+  {dig} _admin._tcp.checkout.{DEMO_ZONE} SRV   # a named port of each checkout task
   curl -s http://{http}/v1/resolve/orders       # one healthy host:port, rotating
   curl -s http://{http}/v1/services/orders      # every endpoint with health, zone, task
   curl -s http://{http}/healthz                 # what an ALB health check sees
+  curl -s http://{http}/v1/prometheus/targets   # what Prometheus' http_sd reads
   curl -s -H 'Accept: application/json' http://{http}/eureka/apps/ORDERS   # what Spring Cloud sees
   open http://{http}/ in a browser                 # the status page
 

@@ -129,7 +129,8 @@ def render_status_page(
     age = "no data yet" if age_s is None else f"data {age_s:.1f} s old"
     failing = sorted(sources, key=lambda source: not source[2])  # sources with a problem first
     cards = "".join(
-        f"<div class='source'><b>{escape(name)}</b> · last good poll {escape(when)}"
+        f"<div class='source'><b>{escape(name)}</b>"
+        + (f" · last good poll {escape(when)}" if when else "")
         + (f"<br><span class='bad'>{escape(error)}</span>" if error else " · <span class='ok'>ok</span>")
         + "</div>"
         for name, when, error in failing
