@@ -23,7 +23,6 @@ from discobridge.frontends.http import HttpFrontend, make_app
 from discobridge.loop_lag import watch_loop_lag
 from discobridge.memory import release_free_memory
 from discobridge.metrics import Metrics
-from discobridge.model import LOCAL_ACCOUNT
 from discobridge.poller import SourcePoller
 from discobridge.render import Renderer
 from discobridge.render.dns import DnsRenderer
@@ -91,7 +90,7 @@ class Daemon:
         region = config.aws.region
         ecs = EcsSource(
             aws=self.aws,
-            account=LOCAL_ACCOUNT,
+            account=config.aws.account_name,
             region=region,
             clusters=config.ecs.clusters,
             cache=self.ecs_cache,
@@ -106,7 +105,7 @@ class Daemon:
         if config.cloudmap.namespaces:
             cloudmap = CloudMapSource(
                 aws=self.aws,
-                account=LOCAL_ACCOUNT,
+                account=config.aws.account_name,
                 region=region,
                 namespaces=config.cloudmap.namespaces,
                 metrics=self.metrics,

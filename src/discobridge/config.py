@@ -187,9 +187,12 @@ def _ip_addresses(value: Any) -> tuple[str, ...]:
     addresses = []
     for text in _texts(allow_empty=True)(value):
         try:
-            addresses.append(str(ipaddress.ip_address(text)))
+            address = ipaddress.ip_address(text)
         except ValueError:
             raise ValueError(f"expected IP addresses such as 10.0.1.53, got {text!r}") from None
+        if getattr(address, "scope_id", None):
+            raise ValueError(f"a scoped address ({text!r}) cannot be an A/AAAA record")
+        addresses.append(str(address))
     return tuple(addresses)
 
 
@@ -210,9 +213,21 @@ def _choice(*options: str) -> Check:
     return check
 
 
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _account_name(value: Any) -> str:
+    name = _text(value)
+    if not _ACCOUNT_NAME.fullmatch(name):
+        raise ValueError(f"expected a name of a-z, 0-9 and '-' (it goes into DNS names and labels), got {name!r}")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class AwsConfig:
     region: str = _setting(_text)
+    # What this account is called in answers, partition names, labels and metadata.
+    account_name: str = _setting(_account_name, "local")
     endpoint_url: str | None = _setting(_optional_url, None)
     # The share of each AWS throttle bucket discobridge may use: the rest is other tools'.
     api_rate_fraction: float = _setting(_positive_fraction, 0.25)
@@ -400,6 +415,13 @@ def parse_config(text: str, origin: str) -> Config:
 
 def _check_across_tables(config: Config) -> None:
     """Rules that involve more than one table: what `run` would otherwise fail on later."""
+    ns_name = config.dns.ns_name
+    if ns_name is not None and (ns_name == config.dns.zone or not ns_name.endswith("." + config.dns.zone)):
+        raise ConfigError(
+            config.origin,
+            "[dns] ns_name",
+            f"{ns_name} must be a name inside [dns] zone {config.dns.zone} (and not the zone itself)",
+        )
     topic = config.events.topic_arn
     if topic and topic.split(":")[3] != config.aws.region:
         raise ConfigError(

@@ -71,6 +71,8 @@ class Endpoint:
     container: str = ""
     container_instance: str = ""
     instance_id: str = ""
+    account: str = ""  # the configured name of the AWS account it is in ([aws] account_name)
+    region: str = ""
     # The other named ports of the published container: (name, port a client connects to),
     # sorted by name. The main port is host_port; "main" is never one of these names.
     ports: tuple[tuple[str, int], ...] = ()
@@ -80,6 +82,12 @@ class Endpoint:
         if name == MAIN_PORT:
             return self.host_port
         return next((port for known, port in self.ports if known == name), None)
+
+    @property
+    def known_cluster(self) -> str:
+        """The cluster, when ECS itself says so (the task is known); "" for a cluster only a
+        Cloud Map attribute claims, which whoever registers an instance may write."""
+        return self.cluster if self.task_arn else ""
 
     @property
     def task_id(self) -> str:
@@ -103,7 +111,8 @@ def clean_text(text: str) -> str:
 
 
 MAIN_PORT = "main"
-_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# 62 at most: "_<name>" is one DNS label, and a label is 63 octets.
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,60}[a-z0-9])?")
 
 
 def valid_port_name(name: str) -> bool:
@@ -115,9 +124,12 @@ def canonical_ip(text: str) -> str | None:
     """The canonical form of an IPv4 or IPv6 address ("10.0.0.1", "fd00::1"); None if `text` is
     not one exactly: no spaces, no leading zeros (which inet_aton would read as octal)."""
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if getattr(address, "scope_id", None):
+        return None  # "fe80::1%eth0" names an interface of some host: no address record can carry it
+    return str(address)
 
 
 def make_endpoint(
@@ -133,6 +145,8 @@ def make_endpoint(
     container: str = "",
     container_instance: str = "",
     instance_id: str = "",
+    account: str = "",
+    region: str = "",
     ports: Iterable[tuple[object, object]] = (),
 ) -> Endpoint | str:
     """An Endpoint from data a source read, validated and made canonical in one place, so every
@@ -156,6 +170,8 @@ def make_endpoint(
         container=clean_text(container),
         container_instance=clean_text(container_instance),
         instance_id=clean_text(instance_id),
+        account=clean_text(account),
+        region=clean_text(region),
         ports=_named_ports(ports),
     )
 

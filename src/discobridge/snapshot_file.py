@@ -28,6 +28,7 @@ from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult, m
 
 log = structlog.get_logger(__name__)
 FORMAT = 2
+_IDENTITY = ("account", "region")
 _ENDPOINT_TEXT = ("service", "host_ip", "az", "source", "cluster", "task_arn", "container", "container_instance",
                   "instance_id")  # fmt: skip
 _KEY_TEXT = ("source", "account", "region", "unit", "name")
@@ -160,7 +161,7 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
-    fields = {name: getattr(endpoint, name) for name in _ENDPOINT_TEXT}
+    fields = {name: getattr(endpoint, name) for name in (*_ENDPOINT_TEXT, *_IDENTITY)}
     named = {"ports": dict(endpoint.ports)} if endpoint.ports else {}
     return {**fields, "host_port": endpoint.host_port, "health": str(endpoint.health), **named}
 
@@ -191,6 +192,9 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
 def _parse_endpoint(raw: Any) -> Endpoint | None:
     if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) for k in _ENDPOINT_TEXT):
         return None
+    identity = {k: raw.get(k, "") for k in _IDENTITY}  # absent from files written before they were kept
+    if not all(isinstance(v, str) for v in identity.values()):
+        return None
     health = raw.get("health")
     if health not in _HEALTH:
         return None
@@ -200,6 +204,7 @@ def _parse_endpoint(raw: Any) -> Endpoint | None:
         return None
     endpoint = make_endpoint(
         **{k: raw[k] for k in _ENDPOINT_TEXT},
+        **identity,
         host_port=raw.get("host_port"),
         health=Health(health),
         ports=ports.items(),

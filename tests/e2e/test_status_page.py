@@ -48,6 +48,7 @@ async def test_status_page_renders_the_demo_estate_in_chromium(
         # asks again a second later. Chromium's virtual time stands still while a request is open
         # and its budget (1.5 s) ends within the second wait: the DOM is dumped after two refreshes.
         state = daemon.http.app[STATE]
+        state.on_status_refresh = daemon.store.wake_waiters  # so the wait below sees each request
         before = state.status_refreshes
         loading = asyncio.create_task(render(url, tmp_path / "profile", "--dump-dom", "--virtual-time-budget=1500"))
         for refresh, name in enumerate(("late-arrival", "later-still"), start=1):

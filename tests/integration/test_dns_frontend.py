@@ -430,3 +430,12 @@ async def test_the_ns_name_resolves_to_the_configured_addresses_or_the_listen_on
         assert await ask("dns1.disco.test", "A") == ["10.0.1.53", "10.0.2.53"]
         assert await ask("dns1.disco.test", "AAAA") == ["fd00::53"]
         assert (await ask(zone, "SOA"))[0].startswith("dns1.disco.test. hostmaster.disco.test.")
+
+
+async def test_the_ns_name_is_reserved_even_from_a_service_called_ns(server: Dns) -> None:
+    server.publish([endpoint("ns", 1), *ESTATE])
+    reply = await server.udp(f"ns.{ZONE}", "A")
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer  # no address known: NODATA, never a task's
+    assert rrset_values(await server.udp(f"_ns._tcp.{ZONE}", "SRV"), "SRV")  # the service keeps its other names
+    snapshot = server.store.current
+    assert snapshot is not None and any("zone's name server" in w for w in snapshot.warnings)

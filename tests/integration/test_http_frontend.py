@@ -117,7 +117,7 @@ async def test_service_document_cluster_filter_and_errors(served: Http) -> None:
     assert endpoints[0] == {
         "host": "10.0.0.1", "port": 32001, "health": "healthy", "az": "us-east-1b", "source": "ecs",
         "cluster": "prod", "task": "arn:aws:ecs:us-east-1:1:task/prod/t1", "container": "web", "instance_id": "",
-        "ports": {"main": 32001},
+        "account": "", "region": "", "ports": {"main": 32001},
     }  # fmt: skip
     assert [e["health"] for e in endpoints] == ["healthy", "healthy", "unhealthy", "draining"]
     staging = await served.json("/v1/services/orders?cluster=staging")
@@ -280,3 +280,11 @@ async def test_open_long_polls_answer_when_shutdown_begins(served: Http) -> None
     served.frontend.begin_shutdown()
     status, headers, _ = await asyncio.wait_for(waiting, timeout=5)
     assert status == 200 and headers["X-Discobridge-Index"] == "1"
+
+
+async def test_a_cluster_only_a_cloud_map_attribute_claims_never_selects(served: Http) -> None:
+    claimed = endpoint("orders", 9, host_ip="10.0.9.9", source="cloudmap", task_arn="", cluster="prod")
+    served.publish([*ESTATE, claimed])
+    hosts = [e["host"] for e in (await served.json("/v1/services/orders?cluster=prod"))["endpoints"]]  # type: ignore[index]
+    assert "10.0.9.9" not in hosts and "10.0.0.1" in hosts
+    assert "10.0.9.9" in str(await served.json("/v1/services/orders"))  # still served, just not as prod's

@@ -267,3 +267,20 @@ async def test_clusters_that_share_task_definitions_describe_each_once(
         assert await daemon.store.wait_for(0, timeout=10) is not None
         assert len(daemon.store.current.services["svc-0"].endpoints) == 2  # type: ignore[union-attr]
     assert fake_aws.faults.calls["DescribeTaskDefinition"] == 5
+
+
+async def test_every_endpoint_names_its_account_and_region_in_every_answer(
+    fake_aws: FakeAws, estate: Estate, aio_session: AioSession
+) -> None:
+    estate.web_service("prod", "orders")
+    async with running(fake_aws.url, aio_session, aws={"account_name": "shop-main"}) as daemon:
+        assert await daemon.store.wait_for(0, timeout=10) is not None
+        assert [k.id for k in daemon.store.partitions] == ["ecs/shop-main/us-east-1/prod"]
+        (endpoint,) = json.loads((await daemon_get(daemon, "/v1/services/orders"))[1])["endpoints"]
+        assert (endpoint["account"], endpoint["region"]) == ("shop-main", "us-east-1")
+        _, body = await daemon_get(daemon, "/eureka/apps/ORDERS", Accept="application/json")
+        metadata = json.loads(body)["application"]["instance"][0]["metadata"]
+        assert (metadata["aws-account"], metadata["aws-region"]) == ("shop-main", "us-east-1")
+        (group,) = json.loads((await daemon_get(daemon, "/v1/prometheus/targets"))[1])
+        assert group["labels"]["__meta_discobridge_account"] == "shop-main"
+        assert b"shop-main/us-east-1" in (await daemon_get(daemon, "/"))[1]

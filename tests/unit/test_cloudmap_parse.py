@@ -27,6 +27,7 @@ BASE = {"AWS_INSTANCE_IPV4": "10.0.9.1", "AWS_INSTANCE_PORT": "32768", "AVAILABI
         ({**BASE, "AWS_INSTANCE_IPV4": "010.000.000.010"}, "HEALTHY", "bad_ip"),  # inet_aton: 8.0.0.8
         ({**BASE, "AWS_INSTANCE_IPV4": "10.0.0.6 "}, "HEALTHY", "bad_ip"),
         ({**BASE, "AWS_INSTANCE_IPV4": "1::2::3"}, "HEALTHY", "bad_ip"),
+        ({"AWS_INSTANCE_IPV6": "fe80::1%eth0", "AWS_INSTANCE_PORT": "443"}, "HEALTHY", "bad_ip"),  # no record carries a scope
         (
             {"AWS_INSTANCE_IPV6": "FD00:0:0::0A", "AWS_INSTANCE_PORT": "443", "AVAILABILITY_ZONE": "us-east-1b"},
             "HEALTHY",
@@ -36,7 +37,7 @@ BASE = {"AWS_INSTANCE_IPV4": "10.0.9.1", "AWS_INSTANCE_PORT": "32768", "AVAILABI
     ids=[
         "healthy", "unknown", "absent", "unhealthy", "no-address", "no-port", "port-text", "port-range",
         "port-unicode-digits", "port-leading-zeros", "ip-markup", "ip-leading-zeros", "ip-space", "ip-two-gaps",
-        "ipv6-canonical",
+        "ip-scoped", "ipv6-canonical",
     ],
 )  # fmt: skip
 def test_parse_instance(attributes: dict[str, str], health: str | None, expected: object) -> None:

@@ -89,6 +89,22 @@ def test_listen_accepts_ipv6_in_brackets(tmp_path: Path) -> None:
         (MINIMAL + '[log]\nformat = "xml"\n', "[log] format", "expected one of json, console"),
         (MINIMAL + '[eureka]\nhealth_check_path = "health"\n', "[eureka] health_check_path", "starting with '/'"),
         (MINIMAL + "[health]\nmax_staleness_s = -1\n", "[health] max_staleness_s", "greater than 0"),
+        (
+            MINIMAL.replace('region = "eu-west-1"', 'region = "eu-west-1"\naccount_name = "Prod_1"'),
+            "[aws] account_name",
+            "a-z, 0-9 and '-'",
+        ),
+        (
+            MINIMAL + '[events]\ntopic_arn = "arn:aws:sns:us-east-1:111111111111:ecs"\n',
+            "[events] topic_arn",
+            "the topic is in us-east-1, not [aws] region eu-west-1",
+        ),
+        (MINIMAL + '[events]\ntopic_arn = "ecs-events"\n', "[events] topic_arn", "expected an SNS topic ARN"),
+        (MINIMAL + '[events]\nqueue_prefix = "disco bridge"\n', "[events] queue_prefix", "an SQS queue name prefix"),
+        (MINIMAL.replace("[dns]", '[dns]\nns_addresses = ["ns1"]'), "[dns] ns_addresses", "expected IP addresses"),
+        (MINIMAL.replace("[dns]", '[dns]\nns_addresses = ["fe80::1%eth0"]'), "[dns] ns_addresses", "scoped"),
+        (MINIMAL.replace("[dns]", '[dns]\nns_name = "disco.internal"'), "[dns] ns_name", "not the zone itself"),
+        (MINIMAL.replace("[dns]", '[dns]\nns_name = "ns.example.com"'), "[dns] ns_name", "inside [dns] zone"),
     ],
     ids=[
         "missing-region",
@@ -120,6 +136,14 @@ def test_listen_accepts_ipv6_in_brackets(tmp_path: Path) -> None:
         "log-format",
         "eureka-path",
         "staleness-negative",
+        "account-name",
+        "topic-region",
+        "topic-arn",
+        "queue-prefix",
+        "ns-addresses",
+        "ns-scoped",
+        "ns-is-zone",
+        "ns-outside",
     ],
 )
 def test_bad_config_names_file_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:

@@ -199,3 +199,19 @@ def test_a_service_spanning_clusters_is_one_named_warning_in_the_snapshot() -> N
         "service orders spans clusters prod, staging: one Eureka app ORDERS to Spring clients, so each gets the "
         "others' instances; scope [ecs] clusters per environment"
     ]
+
+
+def test_endpoints_at_one_address_in_two_accounts_stay_apart_while_one_account_dedupes() -> None:
+    store = make_store()
+    same = {"host_ip": "10.0.0.7", "host_port": 8080}
+    publish(
+        store,
+        [
+            endpoint("orders", 1, account="prod", **same),
+            endpoint("orders", 2, account="prod", source="cloudmap", task_arn="", **same),  # the same task
+            endpoint("orders", 3, account="staging", **same),  # overlapping VPC CIDRs
+        ],
+    )
+    assert store.current is not None
+    merged = store.current.services["orders"].endpoints
+    assert sorted((e.account, e.source) for e in merged) == [("prod", "ecs"), ("staging", "ecs")]

@@ -89,3 +89,13 @@ def test_a_partition_of_unknown_age_is_not_restored(when: str) -> None:
     parsed["partitions"][0]["refreshed_at"] = "@"
     damaged = json.dumps(parsed).replace('"@"', when).encode()
     assert decode(damaged, origin="t", clock=lambda: 1.0, wall_clock=lambda: 100.0).partitions == {}
+
+
+def test_a_file_written_before_endpoints_named_their_account_still_loads() -> None:
+    saved = Saved({PROD: PartitionResult((ENDPOINT,), 95.0)}, {})
+    document = json.loads(encode(saved, clock=lambda: 100.0, wall_clock=lambda: 5000.0))
+    for partition_data in document["partitions"]:
+        for endpoint_data in partition_data["endpoints"]:
+            del endpoint_data["account"], endpoint_data["region"]
+    loaded = decode(json.dumps(document).encode(), origin="old", clock=lambda: 100.0, wall_clock=lambda: 5000.0)
+    assert loaded.partitions[PROD].endpoints == (ENDPOINT,)

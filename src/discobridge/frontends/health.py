@@ -163,8 +163,10 @@ async def handle_status_page(request: web.Request) -> web.Response:
         if not (after.isascii() and after.isdigit()) or len(after) > 20:
             raise web.HTTPBadRequest(reason=f"after must be a snapshot generation, got {after[:40]!r}")
         state.status_refreshes += 1
-        store.wake_waiters()  # part of the state a waiter may watch (the browser test does)
-        await store.wait_until(lambda: store.generation > int(after) or state.shutting_down, STATUS_WAIT_S)
+        state.on_status_refresh()
+        seen = int(after)
+        if seen <= store.generation:  # above it: we restarted since that page loaded, answer at once
+            await store.wait_until(lambda: store.generation > seen or state.shutting_down, STATUS_WAIT_S)
     snapshot = store.current
     verdict = _verdict(request)
     cards = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -17,6 +18,9 @@ class HttpState:
     shutting_down: bool = False
     resolve_turns: Counter[tuple[str, str | None, str]] = field(default_factory=Counter)  # service, cluster, port
     status_refreshes: int = 0  # how often a status page has asked to be refreshed (begun, not answered)
+    # Called as each such request begins: a hook for tests, which would otherwise have nothing to
+    # wait on (waking every waiter per request would hand any client a cheap amplifier).
+    on_status_refresh: Callable[[], None] = lambda: None
 
 
 STORE = web.AppKey("store", SnapshotStore)

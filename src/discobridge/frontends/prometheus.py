@@ -30,7 +30,7 @@ async def handle_targets(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(reason=not_ready_reason(request.app[STORE]))
     service = request.query.get("service")
     body, etag = snapshot.view(PROMETHEUS).select(
-        request.query.get("port", MAIN_PORT), service.lower() if service else None, request.query.get("cluster")
+        request.query.get("port", MAIN_PORT), None if service is None else service.lower(), request.query.get("cluster")
     )
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("If-None-Match", "").strip() == etag:

@@ -187,10 +187,13 @@ class DnsRenderer:
             }
         )
         ns = wire_name(self._ns_name)
-        if self._ns_addresses and _inside(ns, apex):
-            if ns in names:
-                warnings.append(f"{self._ns_name} is the zone's name server ([dns] ns_name): not the service's")
+        if ns != apex and _inside(ns, apex):
+            # The NS target is reserved whatever a service is called: its own addresses, or
+            # NODATA when none is known (a wildcard listen), never a task's.
+            if names.get(ns):
+                warnings.append(f"{self._ns_name} is the zone's name server ([dns] ns_name): not a service's name")
             names[ns] = self._address_answers(self._ns_addresses)
+            parents |= _empty_non_terminals([ns], apex)
         # The SOA for NXDOMAIN and NODATA goes in the authority section under the zone's name.
         negative = (self._record(apex, SOA_TYPE, soa),)
         for empty in parents - names.keys():

@@ -51,6 +51,8 @@ def render_instance(
         "ecs-cluster": endpoint.cluster,
         "ecs-task-arn": endpoint.task_arn,
         "source": str(endpoint.source),
+        "aws-account": endpoint.account,
+        "aws-region": endpoint.region,
         # Every named port, and the one Spring Boot Admin and Prometheus' eureka_sd relabelling
         # conventionally read: "management", failing that "metrics".
         **{f"port.{port_name}": str(port) for port_name, port in endpoint.ports},

@@ -25,27 +25,23 @@ LABEL = "__meta_discobridge_"
 @dataclass(frozen=True, slots=True)
 class Group:
     service: str
-    cluster: str
+    cluster: str  # as ECS says it (Endpoint.known_cluster): what ?cluster= selects by
     body: bytes  # one target group, as JSON
 
 
 @dataclass(frozen=True, slots=True)
 class TargetLists:
-    """Per port name ("main" included): every group, and the whole list with its ETag."""
+    """By port name ("main" included): the whole list and each service's, with their ETags,
+    joined once per snapshot; a ?cluster= list is picked from its groups when asked (a copy of
+    the whole list per cluster would cost more memory than the join costs time)."""
 
-    groups: Mapping[str, tuple[Group, ...]]
-    whole: Mapping[str, tuple[bytes, str]]
+    lists: Mapping[tuple[str, str | None], tuple[bytes, str]]
+    groups: Mapping[tuple[str, str | None], tuple[Group, ...]]
 
     def select(self, port: str, service: str | None, cluster: str | None) -> tuple[bytes, str]:
-        """The list for one port, narrowed to a service and/or a cluster."""
-        if service is None and cluster is None:
-            return self.whole.get(port, _EMPTY)
-        chosen = [
-            g.body
-            for g in self.groups.get(port, ())
-            if (service is None or g.service == service) and (cluster is None or g.cluster == cluster)
-        ]
-        return _listed(chosen)
+        if cluster is None:
+            return self.lists.get((port, service), _EMPTY)
+        return _listed([g.body for g in self.groups.get((port, service), ()) if g.cluster == cluster])
 
 
 PROMETHEUS: ViewKey[TargetLists] = ViewKey("prometheus")
@@ -65,9 +61,14 @@ class PrometheusRenderer:
         for name in sorted(rendered):
             for port, port_groups in rendered[name].items():
                 groups.setdefault(port, []).extend(port_groups)
+        chosen: dict[tuple[str, str | None], list[Group]] = {}
+        for port, found in groups.items():
+            for group in found:
+                chosen.setdefault((port, None), []).append(group)
+                chosen.setdefault((port, group.service), []).append(group)
         return TargetLists(
-            groups=MappingProxyType({port: tuple(found) for port, found in groups.items()}),
-            whole=MappingProxyType({port: _listed([g.body for g in found]) for port, found in groups.items()}),
+            lists=MappingProxyType({key: _listed([g.body for g in found]) for key, found in chosen.items()}),
+            groups=MappingProxyType({key: tuple(found) for key, found in chosen.items()}),
         )
 
 
@@ -80,7 +81,7 @@ def _service_groups(service: Service) -> dict[str, list[Group]]:
             port = endpoint.port(port_name)
             host = f"[{endpoint.host_ip}]" if ":" in endpoint.host_ip else endpoint.host_ip
             body = json.dumps({"targets": [f"{host}:{port}"], "labels": labels}, separators=(",", ":")).encode()
-            by_port.setdefault(port_name, []).append(Group(service.name, endpoint.cluster, body))
+            by_port.setdefault(port_name, []).append(Group(service.name, endpoint.known_cluster, body))
     return by_port
 
 
@@ -94,6 +95,8 @@ def _labels(endpoint: Endpoint) -> dict[str, str]:
         "task_arn": endpoint.task_arn,
         "container": endpoint.container,
         "instance_id": endpoint.instance_id,
+        "account": endpoint.account,
+        "region": endpoint.region,
         f"port_{MAIN_PORT}": str(endpoint.host_port),
         # A label name takes no "-": a port "admin-http" is __meta_discobridge_port_admin_http.
         **{f"port_{name.replace('-', '_')}": str(port) for name, port in endpoint.ports},

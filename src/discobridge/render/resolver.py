@@ -51,6 +51,8 @@ def render_endpoint(endpoint: Endpoint) -> dict[str, Any]:
         "task": endpoint.task_arn,
         "container": endpoint.container,
         "instance_id": endpoint.instance_id,
+        "account": endpoint.account,
+        "region": endpoint.region,
         "ports": {MAIN_PORT: endpoint.host_port, **dict(endpoint.ports)},
     }
 
@@ -111,12 +113,14 @@ def _service_documents(service: Service) -> ServiceDocuments:
     by_cluster = {}
     names = frozenset({MAIN_PORT, *(name for e in service.endpoints for name, _ in e.ports)})
     serving_by: dict[tuple[str | None, str], tuple[bytes, ...]] = {}
-    for cluster in (None, *service.clusters):
-        subset = [e for e in service.endpoints if cluster is None or e.cluster == cluster]
+    # A cluster filter trusts only what ECS says: a Cloud Map attribute may claim any cluster.
+    clusters = sorted({e.known_cluster for e in service.endpoints} - {""})
+    for cluster in (None, *clusters):
+        subset = [e for e in service.endpoints if cluster is None or e.known_cluster == cluster]
         for name in names:
             serving_by[cluster, name] = tuple(_address(e, name) for e in serving([e for e in subset if e.port(name)]))
-    for cluster in service.clusters:
-        subset = [e for e in service.endpoints if e.cluster == cluster]
+    for cluster in clusters:
+        subset = [e for e in service.endpoints if e.known_cluster == cluster]
         # A service in one cluster (the usual case) shares its document rather than copy it.
         by_cluster[cluster] = (
             whole if len(subset) == len(service.endpoints) else document(render_service(service.name, subset))

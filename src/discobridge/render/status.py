@@ -75,7 +75,8 @@ def render_service_section(service: Service) -> bytes:
     rows = "".join(
         f"<tr><td><code>{escape(e.address)}</code></td><td class='{e.health}'>{e.health}</td>"
         f"<td>{_served(e in served, fail_open)}</td>"
-        f"<td>{escape(e.az or '-')}</td><td>{escape(e.cluster or '-')}</td><td>{e.source}</td>"
+        f"<td>{escape(e.az or '-')}</td><td>{escape(e.cluster or '-')}</td>"
+        f"<td>{escape('/'.join(filter(None, (e.account, e.region))) or '-')}</td><td>{e.source}</td>"
         f"<td><code>{escape(e.task_id or '-')}</code></td></tr>"
         for e in sorted(service.endpoints, key=lambda e: _HEALTH_ORDER[e.health])
     )
@@ -87,7 +88,7 @@ def render_service_section(service: Service) -> bytes:
     return (
         f"<section id='{escape(name)}' class='{'idle' if not served else 'live'}'><h2>{escape(name)} "
         f"<span class='meta'>{healthy}/{len(service.endpoints)} healthy · {state}</span></h2>"
-        "<table><tr><th>endpoint</th><th>health</th><th>served</th><th>zone</th><th>cluster</th><th>source</th>"
+        "<table><tr><th>endpoint</th><th>health</th><th>served</th><th>zone</th><th>cluster</th><th>account</th><th>source</th>"
         f"<th>task</th></tr>{rows}</table></section>"
     ).encode()
 

@@ -10,7 +10,7 @@ from discobridge.model import Endpoint, Health, make_endpoint, normalize_service
 SOURCE = "cloudmap"
 
 
-def parse_instance(service: str, instance: Mapping[str, Any]) -> Endpoint | str:
+def parse_instance(service: str, instance: Mapping[str, Any], *, account: str = "", region: str = "") -> Endpoint | str:
     """One Cloud Map instance as an endpoint; a string is the reason it had to be skipped.
 
     Anyone allowed to register an instance writes these attributes, so each is checked: the
@@ -39,6 +39,8 @@ def parse_instance(service: str, instance: Mapping[str, Any]) -> Endpoint | str:
         # Shown, but never a DNS name: who can register an instance can write any cluster here.
         cluster=_attribute(attributes, "ECS_CLUSTER_NAME"),
         instance_id=_attribute(attributes, "EC2_INSTANCE_ID") or _attribute(attributes, "AWS_EC2_INSTANCE_ID"),
+        account=account,
+        region=region,
     )
 
 

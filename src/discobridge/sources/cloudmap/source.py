@@ -46,7 +46,7 @@ class NamespacePartition:
         skipped: Counter[str] = Counter()
         for service, instances in zip(services, found, strict=True):
             for instance in instances:
-                parsed = parse_instance(service, instance)
+                parsed = parse_instance(service, instance, account=self.key.account, region=self.key.region)
                 if isinstance(parsed, Endpoint):
                     endpoints.append(parsed)
                 else:

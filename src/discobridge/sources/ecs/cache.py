@@ -230,7 +230,7 @@ def _definition(arn: str, raw: Any) -> DefinitionFacts | None:
             return None
         if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
             return None
-        names = c.get("port_names", [])
+        names = c.get("port_names")  # absent: cached before port names were kept, describe again
         if not isinstance(names, list) or not all(
             isinstance(n, list) and len(n) == 2 and isinstance(n[0], int) and isinstance(n[1], str) for n in names
         ):

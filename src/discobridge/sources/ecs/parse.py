@@ -201,7 +201,13 @@ class _Mapping:
 
 
 def parse_task(
-    task: TaskFacts, definition: DefinitionFacts, host: HostInfo | None, draining: bool
+    task: TaskFacts,
+    definition: DefinitionFacts,
+    host: HostInfo | None,
+    draining: bool,
+    *,
+    account: str = "",
+    region: str = "",
 ) -> Endpoint | str | None:
     """Map one task to its endpoint; a string is the reason it had to be skipped.
 
@@ -239,6 +245,8 @@ def parse_task(
         container=mapping.container,
         container_instance=task.container_instance,
         instance_id=instance_id,
+        account=account,
+        region=region,
         ports=_named_ports(task, container, definition.network_mode, mapping),
     )
 
@@ -246,10 +254,11 @@ def parse_task(
 def _named_ports(task: TaskFacts, container: ContainerFacts, mode: str, main: _Mapping) -> list[tuple[str, int]]:
     """The published container's other named TCP ports: (name, port a client connects to).
     Names come from portMappings[].name, or a `discobridge.port.<name>` label, which wins."""
-    wanted: dict[str, int] = {name.lower(): port for port, name in container.port_names}
+    # ECS allows "_" in a port name; DNS labels do not: "admin_http" is served as "admin-http".
+    wanted: dict[str, int] = {name.lower().replace("_", "-"): port for port, name in container.port_names}
     for key, value in container.labels:
         if key.startswith(LABEL_PORT_NAMED) and value.strip().isascii() and value.strip().isdigit():
-            wanted[key[len(LABEL_PORT_NAMED) :].lower()] = int(value.strip())
+            wanted[key[len(LABEL_PORT_NAMED) :].lower().replace("_", "-")] = int(value.strip())
     mappings = {m.container_port: m.host_port for m in _tcp_mappings(task, [container], mode).get(container.name, ())}
     return [
         (name, mappings[port])

@@ -194,7 +194,11 @@ class ClusterPartition:
             if before is not None and before[:4] == (task, definition, host, is_draining):
                 entry = before
             else:
-                result = parse_task(task, definition, host, is_draining) if definition else "no_task_definition"
+                result = (
+                    parse_task(task, definition, host, is_draining, account=self.key.account, region=self.key.region)
+                    if definition
+                    else "no_task_definition"
+                )
                 entry = (task, definition, host, is_draining, result)
             parsed[task.arn] = entry
             if isinstance(entry[4], Endpoint):
