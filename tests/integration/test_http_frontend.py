@@ -288,3 +288,27 @@ async def test_a_cluster_only_a_cloud_map_attribute_claims_never_selects(served:
     hosts = [e["host"] for e in (await served.json("/v1/services/orders?cluster=prod"))["endpoints"]]  # type: ignore[index]
     assert "10.0.9.9" not in hosts and "10.0.0.1" in hosts
     assert "10.0.9.9" in str(await served.json("/v1/services/orders"))  # still served, just not as prod's
+
+
+async def test_account_region_and_cluster_narrow_services_and_resolve_together(served: Http) -> None:
+    def where(n: int, account: str, region: str, cluster: str) -> Endpoint:
+        return endpoint("api", n, host_ip=f"10.1.0.{n}", account=account, region=region, cluster=cluster)
+
+    served.publish(
+        [
+            where(1, "shop", "eu-west-1", "prod"),
+            where(2, "shop", "us-east-1", "prod"),
+            where(3, "ops", "eu-west-1", "tools"),
+        ]
+    )
+
+    async def hosts(query: str) -> list[str]:
+        return [e["host"] for e in (await served.json(f"/v1/services/api?{query}"))["endpoints"]]  # type: ignore[index]
+
+    assert await hosts("account=shop") == ["10.1.0.1", "10.1.0.2"]
+    assert await hosts("region=eu-west-1") == ["10.1.0.1", "10.1.0.3"]
+    assert await hosts("account=shop&region=eu-west-1&cluster=prod") == ["10.1.0.1"]
+    assert await hosts("account=ops&cluster=prod") == []
+    assert {(await served.get("/v1/resolve/api?account=ops"))[2] for _ in range(3)} == {b"10.1.0.3:32771"}
+    error = str((await served.json("/v1/resolve/api?account=ops&region=us-east-1", status=503))["error"])
+    assert "in account 'ops' in region 'us-east-1'" in error

@@ -16,7 +16,8 @@ from discobridge.store import SnapshotStore
 @dataclass
 class HttpState:
     shutting_down: bool = False
-    resolve_turns: Counter[tuple[str, str | None, str]] = field(default_factory=Counter)  # service, cluster, port
+    # By service, scope (account, region, cluster) and port: only those that have endpoints to serve.
+    resolve_turns: Counter[tuple[str, tuple[str | None, str | None, str | None], str]] = field(default_factory=Counter)
     status_refreshes: int = 0  # how often a status page has asked to be refreshed (begun, not answered)
     # Called as each such request begins: a hook for tests, which would otherwise have nothing to
     # wait on (waking every waiter per request would hand any client a cheap amplifier).

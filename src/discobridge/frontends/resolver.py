@@ -11,9 +11,11 @@ from aiohttp import web
 from discobridge.frontends.health import not_ready_reason
 from discobridge.frontends.keys import STATE, STORE, HttpState
 from discobridge.model import MAIN_PORT
-from discobridge.render.resolver import RESOLVER, Document, document, render_service
+from discobridge.render.resolver import RESOLVER, Document, Scope, document, render_service
 from discobridge.snapshot import Snapshot
 from discobridge.store import SnapshotStore
+
+SCOPE_PARAMETERS = ("account", "region", "cluster")  # in Scope's order
 
 MAX_WAIT_S = 300.0  # a long poll waits at most 5 minutes, as Consul's blocking queries do
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
@@ -69,9 +71,9 @@ async def handle_services(request: web.Request) -> web.Response:
 
 
 async def handle_service(request: web.Request) -> web.Response:
-    _known_parameters(request, "cluster", "index", "wait")
+    _known_parameters(request, *SCOPE_PARAMETERS, "index", "wait")
     name = request.match_info["name"].lower()
-    cluster = request.query.get("cluster")
+    scope = _scope(request)
     if "index" in request.query:
         snapshot = await _long_poll(request, name, _index(request), _wait_s(request))
     else:
@@ -79,9 +81,7 @@ async def handle_service(request: web.Request) -> web.Response:
     service = snapshot.view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
-    doc: Document = service.whole
-    if cluster is not None:
-        doc = service.by_cluster.get(cluster) or document(render_service(name, []))
+    doc: Document = service.by_scope.get(scope) or document(render_service(name, []))
     return _send(request, doc.body, doc.etag, {"X-Discobridge-Index": str(snapshot.changed_at[name])})
 
 
@@ -127,18 +127,23 @@ def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
 
 
 async def handle_resolve(request: web.Request) -> web.Response:
-    _known_parameters(request, "cluster", "port")
+    _known_parameters(request, *SCOPE_PARAMETERS, "port")
     name = request.match_info["name"].lower()
-    cluster, port = request.query.get("cluster"), request.query.get("port", MAIN_PORT)
+    scope, port = _scope(request), request.query.get("port", MAIN_PORT)
     service = _snapshot(request).view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
     if port not in service.port_names:
         raise web.HTTPNotFound(reason=f"{name} has no port named {port[:63]!r}")
-    serving = service.serving.get((cluster, port), ())
+    serving = service.serving.get((scope, port), ())
     if not serving:
-        where = "" if cluster is None else f" in cluster {cluster!r}"
+        where = "".join(f" in {key} {value!r}" for key, value in zip(SCOPE_PARAMETERS, scope, strict=True) if value)
         raise web.HTTPServiceUnavailable(reason=f"{name} has no endpoint to serve{where}: none, or every one draining")
     turns = request.app[STATE].resolve_turns
-    turns[name, cluster, port] += 1
-    return web.Response(body=serving[turns[name, cluster, port] % len(serving)], content_type="text/plain")
+    turns[name, scope, port] += 1
+    return web.Response(body=serving[turns[name, scope, port] % len(serving)], content_type="text/plain")
+
+
+def _scope(request: web.Request) -> Scope:
+    account, region, cluster = (request.query.get(key) for key in SCOPE_PARAMETERS)
+    return account, region, cluster

@@ -20,13 +20,18 @@ class Document:
     etag: str  # a quoted strong ETag, derived from the body
 
 
+# What ?account=, ?region= and ?cluster= narrow a service to; None: not narrowed.
+Scope = tuple[str | None, str | None, str | None]
+EVERYWHERE: Scope = (None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceDocuments:
     whole: Document
-    by_cluster: Mapping[str, Document]
-    # b"host:port" of each serving endpoint, for /v1/resolve, by (cluster or None for all, port
-    # name): the main port under "main", each named port under its name.
-    serving: Mapping[tuple[str | None, str], tuple[bytes, ...]]
+    by_scope: Mapping[Scope, Document]  # every scope some endpoint is in; whole under EVERYWHERE
+    # b"host:port" of each serving endpoint, for /v1/resolve, by scope and port name (the main
+    # port under "main", each named port under its name).
+    serving: Mapping[tuple[Scope, str], tuple[bytes, ...]]
     port_names: frozenset[str]  # every port name any endpoint of the service has, "main" included
 
 
@@ -110,27 +115,41 @@ def render_resolver(
 
 def _service_documents(service: Service) -> ServiceDocuments:
     whole = document(render_service(service.name, service.endpoints))
-    by_cluster = {}
     names = frozenset({MAIN_PORT, *(name for e in service.endpoints for name, _ in e.ports)})
-    serving_by: dict[tuple[str | None, str], tuple[bytes, ...]] = {}
-    # A cluster filter trusts only what ECS says: a Cloud Map attribute may claim any cluster.
-    clusters = sorted({e.known_cluster for e in service.endpoints} - {""})
-    for cluster in (None, *clusters):
-        subset = [e for e in service.endpoints if cluster is None or e.known_cluster == cluster]
+    members: dict[Scope, list[Endpoint]] = {}
+    for endpoint in service.endpoints:
+        for scope in _scopes(endpoint):
+            members.setdefault(scope, []).append(endpoint)
+    members.setdefault(EVERYWHERE, [])
+    by_scope: dict[Scope, Document] = {}
+    serving_by: dict[tuple[Scope, str], tuple[bytes, ...]] = {}
+    for scope, subset in sorted(members.items(), key=lambda item: item[0] != EVERYWHERE):  # EVERYWHERE first
+        # A service in one account, region and cluster (the usual case) shares one document,
+        # and one list of addresses per port, across every scope.
+        if scope != EVERYWHERE and len(subset) == len(service.endpoints):
+            by_scope[scope] = whole
+            serving_by.update({(scope, name): serving_by[EVERYWHERE, name] for name in names})
+            continue
+        by_scope[scope] = whole if scope == EVERYWHERE else document(render_service(service.name, subset))
         for name in names:
-            serving_by[cluster, name] = tuple(_address(e, name) for e in serving([e for e in subset if e.port(name)]))
-    for cluster in clusters:
-        subset = [e for e in service.endpoints if e.known_cluster == cluster]
-        # A service in one cluster (the usual case) shares its document rather than copy it.
-        by_cluster[cluster] = (
-            whole if len(subset) == len(service.endpoints) else document(render_service(service.name, subset))
-        )
+            serving_by[scope, name] = tuple(_address(e, name) for e in serving([e for e in subset if e.port(name)]))
     return ServiceDocuments(
         whole=whole,
-        by_cluster=MappingProxyType(by_cluster),
+        by_scope=MappingProxyType(by_scope),
         serving=MappingProxyType(serving_by),
         port_names=names,
     )
+
+
+def _scopes(endpoint: Endpoint) -> list[Scope]:
+    """Every narrowing that keeps `endpoint`. A cluster filter trusts only what ECS says: a Cloud
+    Map attribute may claim any cluster."""
+    return [
+        (account, region, cluster)
+        for account in {None, endpoint.account or None}
+        for region in {None, endpoint.region or None}
+        for cluster in {None, endpoint.known_cluster or None}
+    ]
 
 
 def _address(endpoint: Endpoint, port_name: str) -> bytes:
