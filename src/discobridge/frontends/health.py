@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from discobridge.frontends.keys import CONFIG, METRICS, STATE, STORE
+from discobridge.frontends.params import generation
 from discobridge.metrics import Metrics
 from discobridge.render.status import STATUS_SECTIONS, render_status_page
 from discobridge.store import PartitionStatus, SnapshotStore
@@ -158,13 +159,10 @@ STATUS_WAIT_S = 30.0  # the longest a status page's refresh waits for a newer sn
 
 async def handle_status_page(request: web.Request) -> web.Response:
     store, state = request.app[STORE], request.app[STATE]
-    after = request.query.get("after")
-    if after is not None:  # the page's own refresh: answer once there is something newer
-        if not (after.isascii() and after.isdigit()) or len(after) > 20:
-            raise web.HTTPBadRequest(reason=f"after must be a snapshot generation, got {after[:40]!r}")
+    if "after" in request.query:  # the page's own refresh: answer once there is something newer
+        seen = generation(request, "after")
         state.status_refreshes += 1
         state.on_status_refresh()
-        seen = int(after)
         if seen <= store.generation:  # above it: we restarted since that page loaded, answer at once
             await store.wait_until(lambda: store.generation > seen or state.shutting_down, STATUS_WAIT_S)
     snapshot = store.current

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from discobridge.frontends.health import not_ready_reason
 from discobridge.frontends.keys import STATE, STORE, HttpState
+from discobridge.frontends.params import generation, known_parameters
 from discobridge.model import MAIN_PORT
 from discobridge.render.resolver import RESOLVER, Document, Scope, document, render_service
 from discobridge.snapshot import Snapshot
@@ -28,14 +29,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/resolve/{name}", handle_resolve)
 
 
-def _snapshot(request: web.Request) -> Snapshot:
+def current_snapshot(request: web.Request) -> Snapshot:
+    """The snapshot being served; 503 naming what it waits for before the first one."""
     snapshot = request.app[STORE].current
     if snapshot is None:
         raise web.HTTPServiceUnavailable(reason=not_ready_reason(request.app[STORE]))
     return snapshot
 
 
-def _send(request: web.Request, body: bytes, etag: str, headers: dict[str, str] | None = None) -> web.Response:
+def send_document(request: web.Request, body: bytes, etag: str, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON document, or 304 when the client already holds this version."""
     all_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
     if _matches(request, etag):
@@ -52,46 +54,27 @@ def _matches(request: web.Request, etag: str) -> bool:
     return wanted.strip() == "*" or etag.removeprefix("W/") in candidates
 
 
-def _known_parameters(request: web.Request, *known: str) -> None:
-    """A parameter we do not know is a mistake to name, not to ignore (`?clutser=prod` would
-    otherwise answer for every cluster)."""
-    unknown = sorted(set(request.query) - set(known))
-    if unknown:
-        raise web.HTTPBadRequest(
-            reason=f"unknown query parameter {unknown[0]!r}: this path takes {', '.join(known) or 'none'}"
-        )
-
-
 async def handle_services(request: web.Request) -> web.Response:
-    _known_parameters(request)
-    snapshot = _snapshot(request)
+    known_parameters(request)
+    snapshot = current_snapshot(request)
     docs = snapshot.view(RESOLVER)
     age = request.app[STORE].age_s() or 0.0
-    return _send(request, docs.list_head + f"{age:.3f}".encode() + docs.list_tail, docs.list_etag)
+    return send_document(request, docs.list_head + f"{age:.3f}".encode() + docs.list_tail, docs.list_etag)
 
 
 async def handle_service(request: web.Request) -> web.Response:
-    _known_parameters(request, *SCOPE_PARAMETERS, "index", "wait")
+    known_parameters(request, *SCOPE_PARAMETERS, "index", "wait")
     name = request.match_info["name"].lower()
     scope = _scope(request)
     if "index" in request.query:
-        snapshot = await _long_poll(request, name, _index(request), _wait_s(request))
+        snapshot = await _long_poll(request, name, generation(request, "index"), _wait_s(request))
     else:
-        snapshot = _snapshot(request)
+        snapshot = current_snapshot(request)
     service = snapshot.view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
     doc: Document = service.by_scope.get(scope) or document(render_service(name, []))
-    return _send(request, doc.body, doc.etag, {"X-Discobridge-Index": str(snapshot.changed_at[name])})
-
-
-def _index(request: web.Request) -> int:
-    text = request.query["index"]
-    # An index is a generation: 20 digits hold any 64-bit one, and int() of thousands of digits
-    # is refused by Python (and slow before that).
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise web.HTTPBadRequest(reason=f"index must be a whole number >= 0, got {text[:40]!r}")
-    return int(text)
+    return send_document(request, doc.body, doc.etag, {"X-Discobridge-Index": str(snapshot.changed_at[name])})
 
 
 def _wait_s(request: web.Request) -> float:
@@ -119,7 +102,7 @@ async def _long_poll(request: web.Request, name: str, index: int, wait_s: float)
         if remaining <= 0:
             break
         await store.wait_until(functools.partial(_moved_on, store, state, generation), remaining)
-    return _snapshot(request)
+    return current_snapshot(request)
 
 
 def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
@@ -127,10 +110,10 @@ def _moved_on(store: SnapshotStore, state: HttpState, generation: int) -> bool:
 
 
 async def handle_resolve(request: web.Request) -> web.Response:
-    _known_parameters(request, *SCOPE_PARAMETERS, "port")
+    known_parameters(request, *SCOPE_PARAMETERS, "port")
     name = request.match_info["name"].lower()
     scope, port = _scope(request), request.query.get("port", MAIN_PORT)
-    service = _snapshot(request).view(RESOLVER).services.get(name)
+    service = current_snapshot(request).view(RESOLVER).services.get(name)
     if service is None:
         raise web.HTTPNotFound(reason=f"no service named {name!r}")
     if port not in service.port_names:
