@@ -95,7 +95,12 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        return f"[{self.host_ip}]:{self.host_port}" if ":" in self.host_ip else f"{self.host_ip}:{self.host_port}"
+        return self.address_of(MAIN_PORT)
+
+    def address_of(self, port_name: str) -> str:
+        """ "host:port" of the port named `port_name` (an IPv6 host in brackets), which it has."""
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{host}:{self.port(port_name)}"
 
 
 # What XML 1.0 cannot carry (C0 controls but tab, newline and return; lone surrogates; U+FFFE and

@@ -78,9 +78,8 @@ def _service_groups(service: Service) -> dict[str, list[Group]]:
     for endpoint in sorted(service.endpoints, key=lambda e: (e.cluster, e.host_ip, e.host_port)):
         labels = _labels(endpoint)
         for port_name in (MAIN_PORT, *(name for name, _ in endpoint.ports)):
-            port = endpoint.port(port_name)
-            host = f"[{endpoint.host_ip}]" if ":" in endpoint.host_ip else endpoint.host_ip
-            body = json.dumps({"targets": [f"{host}:{port}"], "labels": labels}, separators=(",", ":")).encode()
+            target = endpoint.address_of(port_name)
+            body = json.dumps({"targets": [target], "labels": labels}, separators=(",", ":")).encode()
             by_port.setdefault(port_name, []).append(Group(service.name, endpoint.known_cluster, body))
     return by_port
 

@@ -132,7 +132,9 @@ def _service_documents(service: Service) -> ServiceDocuments:
             continue
         by_scope[scope] = whole if scope == EVERYWHERE else document(render_service(service.name, subset))
         for name in names:
-            serving_by[scope, name] = tuple(_address(e, name) for e in serving([e for e in subset if e.port(name)]))
+            serving_by[scope, name] = tuple(
+                e.address_of(name).encode() for e in serving([e for e in subset if e.port(name)])
+            )
     return ServiceDocuments(
         whole=whole,
         by_scope=MappingProxyType(by_scope),
@@ -150,8 +152,3 @@ def _scopes(endpoint: Endpoint) -> list[Scope]:
         for region in {None, endpoint.region or None}
         for cluster in {None, endpoint.known_cluster or None}
     ]
-
-
-def _address(endpoint: Endpoint, port_name: str) -> bytes:
-    port = endpoint.port(port_name)
-    return (f"[{endpoint.host_ip}]:{port}" if ":" in endpoint.host_ip else f"{endpoint.host_ip}:{port}").encode()
