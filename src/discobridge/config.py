@@ -68,6 +68,19 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _matching(pattern: str, expected: str) -> Check:
+    """A check that the text matches `pattern` whole; the error says it expected `expected`."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        text = _text(value)
+        if not compiled.fullmatch(text):
+            raise ValueError(f"expected {expected}, got {text!r}")
+        return text
+
+    return check
+
+
 def _optional_url(value: Any) -> str:
     url = _text(value)
     parts = urlsplit(url)
@@ -213,14 +226,9 @@ def _choice(*options: str) -> Check:
     return check
 
 
-_ACCOUNT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def _account_name(value: Any) -> str:
-    name = _text(value)
-    if not _ACCOUNT_NAME.fullmatch(name):
-        raise ValueError(f"expected a name of a-z, 0-9 and '-' (it goes into DNS names and labels), got {name!r}")
-    return name
+_account_name = _matching(
+    r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a name of a-z, 0-9 and '-' (it goes into DNS names and labels)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,25 +298,12 @@ class SnapshotConfig:
     path: str | None = _setting(_snapshot_path, None)
 
 
-_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}")
-_QUEUE_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,40}")
-
-
-def _topic_arn(value: Any) -> str:
-    arn = _text(value)
-    if not _SNS_TOPIC_ARN.fullmatch(arn):
-        raise ValueError(
-            f"expected an SNS topic ARN such as arn:aws:sns:eu-west-1:111111111111:ecs-events, got {arn!r}"
-        )
-    return arn
-
-
-def _queue_prefix(value: Any) -> str:
-    prefix = _text(value)
-    # SQS names are 1-80 of [A-Za-z0-9_-]; the rest of the 80 is this replica's own suffix.
-    if not _QUEUE_PREFIX.fullmatch(prefix):
-        raise ValueError(f"expected 1-40 letters, digits, '-' or '_' (an SQS queue name prefix), got {prefix!r}")
-    return prefix
+_topic_arn = _matching(
+    r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}",
+    "an SNS topic ARN such as arn:aws:sns:eu-west-1:111111111111:ecs-events",
+)
+# SQS names are 1-80 of [A-Za-z0-9_-]; the rest of the 80 is this replica's own suffix.
+_queue_prefix = _matching(r"[A-Za-z0-9_-]{1,40}", "1-40 letters, digits, '-' or '_' (an SQS queue name prefix)")
 
 
 @dataclass(frozen=True, slots=True)
