@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import dns.asyncquery
@@ -24,19 +26,33 @@ from tests.conftest import daemon_get, running
 FAR = 600.0  # a poll interval no test waits for
 
 
-def events_tables(topic: str, **ecs: Any) -> dict[str, Any]:
-    return {
-        "ecs": {"clusters": ["prod"], "poll_interval_s": FAR, "health_refresh_s": FAR, **ecs},
-        "events": {"topic_arn": topic, "reconcile_s": FAR},
-    }
-
-
 async def flowing(daemon: Daemon) -> None:
     """The first snapshot is out, events flow, and the full poll after subscribing is done."""
     assert daemon.events is not None
     assert await daemon.store.wait_for(0, timeout=10) is not None
     assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
     assert await daemon.store.wait_until(lambda: counted(daemon, "discobridge_source_refreshes_total") >= 2, 10)
+
+
+@asynccontextmanager
+async def flowing_daemon(
+    fake_aws: FakeAws,
+    aio_session: AioSession,
+    topic: str,
+    *,
+    reconcile_s: float = FAR,
+    events_wait_s: int = 20,
+    **ecs: Any,
+) -> AsyncIterator[Daemon]:
+    """A daemon reading cluster prod with events on `topic` and polling far off (unless `ecs`
+    says otherwise), once events flow and its full poll after subscribing is done."""
+    tables = {
+        "ecs": {"clusters": ["prod"], "poll_interval_s": FAR, "health_refresh_s": FAR, **ecs},
+        "events": {"topic_arn": topic, "reconcile_s": reconcile_s},
+    }
+    async with running(fake_aws.url, aio_session, events_wait_s=events_wait_s, **tables) as daemon:
+        await flowing(daemon)
+        yield daemon
 
 
 def counted(daemon: Daemon, name: str, **labels: str) -> float:
@@ -71,8 +87,7 @@ async def test_a_started_and_a_stopped_task_are_served_within_a_second_with_poll
     topic = estate.events_topic()
     tasks = estate.web_service("prod", "orders", hosts=2)
     hosts = estate.hosts("prod", 1)
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         assert await srv_count(daemon) == 2
         polls_before = fake_aws.faults.calls.get("ListTasks", 0)
 
@@ -98,8 +113,7 @@ async def test_a_stopped_task_is_never_brought_back_by_older_events_delivered_af
     topic = estate.events_topic()
     estate.web_service("prod", "orders")
     hosts = estate.hosts("prod", 1)
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         with estate.events.held(reverse=True):  # delivered late, newest first: STOPPED, RUNNING, PENDING
             task = estate.place("prod", orders_definition(estate), hosts, group="service:orders")[0]
             estate.stop("prod", task)
@@ -114,8 +128,7 @@ async def test_duplicated_events_change_nothing(fake_aws: FakeAws, estate: Estat
     topic = estate.events_topic()
     tasks = estate.web_service("prod", "orders")
     hosts = estate.hosts("prod", 1)
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         estate.events.duplicate_next(3)  # PENDING, RUNNING and STOPPED, each twice
         new = estate.place("prod", orders_definition(estate), hosts, group="service:orders")[0]
         estate.stop("prod", tasks[0])
@@ -131,10 +144,7 @@ async def test_a_dropped_event_is_healed_by_the_next_reconcile_and_counted(
     topic = estate.events_topic()
     estate.web_service("prod", "orders")
     hosts = estate.hosts("prod", 1)
-    tables = events_tables(topic, poll_interval_s=0.2)
-    tables["events"]["reconcile_s"] = 1.0
-    async with running(fake_aws.url, aio_session, **tables) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic, reconcile_s=1.0, poll_interval_s=0.2) as daemon:
         estate.events.drop_next(2)  # the new task's PENDING and RUNNING events are lost
         estate.place("prod", orders_definition(estate), hosts, group="service:orders")
         assert estate.events.dropped == 2
@@ -150,8 +160,7 @@ async def test_a_drained_host_is_served_as_draining_from_its_event(
     estate.cluster("prod")
     hosts = estate.hosts("prod", 2)
     estate.service("prod", "orders", orders_definition(estate), hosts)
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         estate.drain("prod", hosts[0])
         assert await daemon.store.wait_until(
             lambda: sorted(e.health for e in endpoints(daemon)) == sorted([Health.DRAINING, Health.HEALTHY]), 2
@@ -165,9 +174,7 @@ async def test_a_deleted_queue_falls_back_to_polling_at_once_then_recovers(
     topic = estate.events_topic()
     estate.web_service("prod", "orders")
     hosts = estate.hosts("prod", 2)
-    tables = events_tables(topic, poll_interval_s=0.5)
-    async with running(fake_aws.url, aio_session, events_wait_s=1, **tables) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic, events_wait_s=1, poll_interval_s=0.5) as daemon:
         assert daemon.events is not None
         first = daemon.events.queue_name
         estate.sqs.delete_queue(QueueUrl=estate.sqs.get_queue_url(QueueName=first)["QueueUrl"])
@@ -197,8 +204,7 @@ async def test_garbage_messages_are_counted_and_deleted_and_events_keep_flowing(
     topic = estate.events_topic()
     estate.web_service("prod", "orders")
     hosts = estate.hosts("prod", 1)
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         assert daemon.events is not None
         url = estate.sqs.get_queue_url(QueueName=daemon.events.queue_name)["QueueUrl"]
         bad_task = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "region": "us-east-1", "detail": []}
@@ -246,8 +252,7 @@ async def test_an_orphaned_queue_with_a_stale_heartbeat_is_removed_at_start(
     crashed = queue("discobridge-crashed", 2 * 3600)
     alive = queue("discobridge-alive", 60)
     unrelated = estate.sqs.create_queue(QueueName="discobridge-not-ours")["QueueUrl"]  # no heartbeat tag
-    async with running(fake_aws.url, aio_session, **events_tables(topic)) as daemon:
-        await flowing(daemon)
+    async with flowing_daemon(fake_aws, aio_session, topic) as daemon:
         names = {u.rsplit("/", 1)[-1] for u in estate.sqs.list_queues().get("QueueUrls", [])}
         assert daemon.events is not None
         assert names == {"discobridge-alive", "discobridge-not-ours", daemon.events.queue_name}
