@@ -149,3 +149,29 @@ def calls_by_operation(sample: dict[str, float]) -> dict[str, float]:
             operation = name.split('operation="', 1)[1].split('"', 1)[0]
             out[operation] = out.get(operation, 0) + value
     return out
+
+
+def daemon_config(
+    directory: Path,
+    aws_url: str,
+    dns_port: int,
+    http_port: int,
+    *,
+    zone: str,
+    cluster: str,
+    aws: str = "",
+    extra: str = "",
+) -> Path:
+    """The config a benchmark's daemon runs with: one cluster of the fake AWS, loopback listeners,
+    a snapshot file in `directory`, and staleness far enough off that a slow poll of a large
+    estate is not an outage. `aws` adds lines to [aws]; `extra` adds tables."""
+    path = directory / "config.toml"
+    path.write_text(
+        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{aws_url}"\n{aws}'
+        f'[ecs]\nclusters = ["{cluster}"]\n'
+        f'[dns]\nzone = "{zone}"\nlisten = ["127.0.0.1:{dns_port}"]\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\ndrain_s = 0\n'
+        f'[snapshot]\npath = "{directory / "snapshot.json"}"\n'
+        "[health]\nmax_staleness_s = 600\n" + extra
+    )
+    return path

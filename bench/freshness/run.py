@@ -30,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "scale")]
 
-from common import DaemonProcess, calls_by_operation, free_port, metrics  # noqa: E402
+from common import DaemonProcess, calls_by_operation, daemon_config, free_port, metrics  # noqa: E402
 from estate import CLUSTER, seed  # noqa: E402
 
 from discobridge.fakeaws.estate import Estate  # noqa: E402
@@ -41,17 +41,10 @@ RECONCILE_S = 300.0
 
 
 def write_config(directory: Path, aws_url: str, dns_port: int, http_port: int, topic: str | None, **extra: str) -> Path:
-    path = directory / "config.toml"
     events = f'[events]\ntopic_arn = "{topic}"\n' if topic else ""
-    path.write_text(
-        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{aws_url}"\n{extra.get("aws", "")}'
-        f'[ecs]\nclusters = ["{CLUSTER}"]\n'
-        f'[dns]\nzone = "{ZONE}"\nlisten = ["127.0.0.1:{dns_port}"]\n'
-        f'[http]\nlisten = "127.0.0.1:{http_port}"\ndrain_s = 0\n'
-        f'[snapshot]\npath = "{directory / "snapshot.json"}"\n'
-        "[health]\nmax_staleness_s = 600\n" + events
+    return daemon_config(
+        directory, aws_url, dns_port, http_port, zone=ZONE, cluster=CLUSTER, aws=extra.get("aws", ""), extra=events
     )
-    return path
 
 
 class Probe:

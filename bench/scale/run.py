@@ -24,7 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from common import DaemonProcess, calls_by_operation, free_port, metrics  # noqa: E402
+from common import DaemonProcess, calls_by_operation, daemon_config, free_port, metrics  # noqa: E402
 from estate import CLUSTER, seed  # noqa: E402
 
 from discobridge.fakeaws.estate import Container, Estate  # noqa: E402
@@ -75,16 +75,7 @@ class Prober:
 
 
 def write_config(directory: Path, aws_url: str, dns_port: int, http_port: int) -> Path:
-    path = directory / "config.toml"
-    path.write_text(
-        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{aws_url}"\n'
-        f'[ecs]\nclusters = ["{CLUSTER}"]\n'
-        f'[dns]\nzone = "{ZONE}"\nlisten = ["127.0.0.1:{dns_port}"]\n'
-        f'[http]\nlisten = "127.0.0.1:{http_port}"\ndrain_s = 0\n'
-        f'[snapshot]\npath = "{directory / "snapshot.json"}"\n'
-        "[health]\nmax_staleness_s = 600\n"
-    )
-    return path
+    return daemon_config(directory, aws_url, dns_port, http_port, zone=ZONE, cluster=CLUSTER)
 
 
 def measure(tasks: int, polls: int) -> dict[str, Any]:
