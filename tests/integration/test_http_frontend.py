@@ -312,3 +312,13 @@ async def test_account_region_and_cluster_narrow_services_and_resolve_together(s
     assert {(await served.get("/v1/resolve/api?account=ops"))[2] for _ in range(3)} == {b"10.1.0.3:32771"}
     error = str((await served.json("/v1/resolve/api?account=ops&region=us-east-1", status=503))["error"])
     assert "in account 'ops' in region 'us-east-1'" in error
+
+
+async def test_the_status_page_refresh_takes_only_a_generation_and_answers_at_once_after_a_restart(
+    served: Http,
+) -> None:
+    for bad in ("abc", "1" * 21, "-1"):
+        assert (await served.get(f"/?after={bad}"))[0] == 400
+    async with asyncio.timeout(5):  # not the 30 s a refresh may wait: we restarted since that page loaded
+        status, _, page = await served.get("/?after=99999")
+    assert status == 200 and b"orders" in page
