@@ -23,65 +23,77 @@ LABEL = "__meta_discobridge_"
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
-    service: str
-    cluster: str  # as ECS says it (Endpoint.known_cluster): what ?cluster= selects by
-    body: bytes  # one target group, as JSON
+class ServiceTargets:
+    """One service's list for one port, and where each of its groups lies in it, so a ?cluster=
+    list is cut out of the bytes already held rather than rendered again."""
+
+    document: tuple[bytes, str]  # the list, with its ETag
+    groups: tuple[tuple[str, int, int], ...]  # (cluster as ECS says it, start, end) of each group
 
 
 @dataclass(frozen=True, slots=True)
 class TargetLists:
-    """By port name ("main" included): the whole list and each service's, with their ETags,
-    joined once per snapshot; a ?cluster= list is picked from its groups when asked (a copy of
-    the whole list per cluster would cost more memory than the join costs time)."""
+    """By port name ("main" included): the whole list and each service's, with their ETags. The
+    whole list is joined once per snapshot; each service's is its rendered bytes themselves."""
 
-    lists: Mapping[tuple[str, str | None], tuple[bytes, str]]
-    groups: Mapping[tuple[str, str | None], tuple[Group, ...]]
+    whole: Mapping[str, tuple[bytes, str]]
+    services: Mapping[str, Mapping[str, ServiceTargets]]  # by port, then service
 
     def select(self, port: str, service: str | None, cluster: str | None) -> tuple[bytes, str]:
+        by_service = self.services.get(port, {})
         if cluster is None:
-            return self.lists.get((port, service), _EMPTY)
-        return _listed([g.body for g in self.groups.get((port, service), ()) if g.cluster == cluster])
+            if service is None:
+                return self.whole.get(port, _EMPTY)
+            found = by_service.get(service)
+            return found.document if found is not None else _EMPTY
+        if service is None:
+            chosen: list[ServiceTargets] = list(by_service.values())
+        else:
+            chosen = [by_service[service]] if service in by_service else []
+        return _listed([t.document[0][start:end] for t in chosen for c, start, end in t.groups if c == cluster])
 
 
 PROMETHEUS: ViewKey[TargetLists] = ViewKey("prometheus")
 
 
 class PrometheusRenderer:
-    """The http_sd lists of a snapshot; a service's groups are reused while it is unchanged."""
+    """The http_sd lists of a snapshot; a service's lists are reused while it is unchanged."""
 
     key = PROMETHEUS
 
     def __init__(self) -> None:
-        self._per_service = PerService(_service_groups)
+        self._per_service = PerService(_service_targets)
 
     def __call__(self, services: Mapping[str, Service], generation: int, previous: TargetLists | None) -> TargetLists:
-        groups: dict[str, list[Group]] = {}
         rendered = self._per_service(services)
+        by_port: dict[str, dict[str, ServiceTargets]] = {}
         for name in sorted(rendered):
-            for port, port_groups in rendered[name].items():
-                groups.setdefault(port, []).extend(port_groups)
-        chosen: dict[tuple[str, str | None], list[Group]] = {}
-        for port, found in groups.items():
-            for group in found:
-                chosen.setdefault((port, None), []).append(group)
-                chosen.setdefault((port, group.service), []).append(group)
+            for port, targets in rendered[name].items():
+                by_port.setdefault(port, {})[name] = targets
+        whole = {port: _listed([t.document[0][1:-1] for t in found.values()]) for port, found in by_port.items()}
         return TargetLists(
-            lists=MappingProxyType({key: _listed([g.body for g in found]) for key, found in chosen.items()}),
-            groups=MappingProxyType({key: tuple(found) for key, found in chosen.items()}),
+            whole=MappingProxyType(whole),
+            services=MappingProxyType({port: MappingProxyType(found) for port, found in by_port.items()}),
         )
 
 
-def _service_groups(service: Service) -> dict[str, list[Group]]:
-    """A service's groups by port name, in (cluster, address) order."""
-    by_port: dict[str, list[Group]] = {}
+def _service_targets(service: Service) -> dict[str, ServiceTargets]:
+    """A service's lists by port name, each group in (cluster, address) order."""
+    bodies: dict[str, list[tuple[str, bytes]]] = {}
     for endpoint in sorted(service.endpoints, key=lambda e: (e.cluster, e.host_ip, e.host_port)):
         labels = _labels(endpoint)
         for port_name in (MAIN_PORT, *(name for name, _ in endpoint.ports)):
             target = endpoint.address_of(port_name)
             body = json.dumps({"targets": [target], "labels": labels}, separators=(",", ":")).encode()
-            by_port.setdefault(port_name, []).append(Group(service.name, endpoint.known_cluster, body))
-    return by_port
+            bodies.setdefault(port_name, []).append((endpoint.known_cluster, body))
+    out: dict[str, ServiceTargets] = {}
+    for port_name, found in bodies.items():
+        groups, offset = [], 1  # after the "["
+        for cluster, body in found:
+            groups.append((cluster, offset, offset + len(body)))
+            offset += len(body) + 1  # and the "," that follows
+        out[port_name] = ServiceTargets(_listed([body for _, body in found]), tuple(groups))
+    return out
 
 
 def _labels(endpoint: Endpoint) -> dict[str, str]:
