@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,8 +55,9 @@ def aio_session() -> AioSession:
     return get_session()
 
 
-def make_config(endpoint_url: str, **tables: dict[str, Any]) -> Config:
-    """A config for tests: fast polls, loopback listeners, overridable per table."""
+def make_config(endpoint_url: str, accounts: Sequence[dict[str, Any]] = (), **tables: dict[str, Any]) -> Config:
+    """A config for tests: fast polls, loopback listeners, overridable per table; `accounts`
+    are [[accounts]] entries."""
     base: dict[str, dict[str, Any]] = {
         # The whole AWS rate in tests: the default quarter would slow polls that run every 50 ms.
         "aws": {"region": "us-east-1", "endpoint_url": endpoint_url, "api_rate_fraction": 1.0},
@@ -70,6 +71,10 @@ def make_config(endpoint_url: str, **tables: dict[str, Any]) -> Config:
         f"[{table}]\n" + "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
         for table, values in base.items()
     )
+    text += "".join(
+        "\n[[accounts]]\n" + "\n".join(f"{key} = {_toml(value)}" for key, value in account.items())
+        for account in accounts
+    )
     return parse_config(text, "<test>")
 
 
@@ -79,6 +84,8 @@ async def running(url: str, session: AioSession, clock: Any = None, **tables: An
     options = tables.pop("aws_options", {"max_attempts": 1})
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     extra["events_wait_s"] = tables.pop("events_wait_s", 20)
+    if "utc_now" in tables:
+        extra["utc_now"] = tables.pop("utc_now")
     interval = tables.pop("snapshot_interval_s", 10.0)
     config = make_config(url, **tables)
     async with Daemon(config, session=session, aws_options=options, snapshot_interval_s=interval, **extra) as daemon:

@@ -9,8 +9,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from discobridge.model import Endpoint, Health, PartitionKey, PartitionResult
 from discobridge.render import Renderer
@@ -24,6 +27,8 @@ from discobridge.store import SnapshotStore
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "123456789012"
 PROD = PartitionKey("ecs", "local", "us-east-1", "cluster", "prod")
+# The labels of the local account's AWS call metrics in tests ([aws] region us-east-1).
+LOCAL_AWS = {"account": "local", "region": "us-east-1"}
 
 
 def partition(name: str, source: str = "ecs", account: str = "local", region: str = "us-east-1") -> PartitionKey:
@@ -41,6 +46,37 @@ class FakeClock:
         return self.now
 
 
+class ShiftedUtc:
+    """The UTC wall clock, moved ahead by hand (`clock.shift += timedelta(minutes=50)`): what
+    expires credentials in a test."""
+
+    def __init__(self) -> None:
+        self.shift = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.shift
+
+
+def counted(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """A metric's total over every label set that has `labels`."""
+    total = 0.0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+async def dns_records(daemon: Any, name: str, rdtype: str) -> list[str]:
+    """The sorted answer records for `name` in a running daemon's zone, asked over UDP."""
+    import dns.asyncquery  # noqa: PLC0415 - only tests that run a daemon need it
+    import dns.message  # noqa: PLC0415
+
+    query = dns.message.make_query(f"{name}.{daemon.config.dns.zone}", rdtype)
+    reply = await dns.asyncquery.udp(query, "127.0.0.1", port=daemon.dns.addresses[0].port, timeout=2)
+    return sorted(item.to_text() for rrset in reply.answer for item in rrset)
+
+
 def endpoint(service: str, n: int, **fields: Any) -> Endpoint:
     """The n-th endpoint of a test estate: a bridge-mode ECS task on its own host and port;
     any field can be given instead."""
@@ -54,6 +90,8 @@ def endpoint(service: str, n: int, **fields: Any) -> Endpoint:
         "cluster": cluster,
         "task_arn": f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:task/{cluster}/{n:032x}",
         "container": "web",
+        "account": "local",
+        "region": "us-east-1",
     }
     return Endpoint(service=service, **{**defaults, **fields})
 

@@ -14,7 +14,10 @@ from typing import Any
 import structlog
 from aiobotocore.session import AioSession
 
-from discobridge.aws import AwsClients
+from discobridge import aws_roles
+from discobridge.accounts import account_region_readers
+from discobridge.aws_loop import AwsLoop
+from discobridge.aws_roles import UtcNow
 from discobridge.config import Config
 from discobridge.descriptors import connection_caps, raise_open_files_limit
 from discobridge.event_feed import EventFeed
@@ -35,9 +38,7 @@ from discobridge.snapshot_file import LocalSnapshot, decode
 from discobridge.snapshot_s3 import S3Snapshot
 from discobridge.snapshot_saver import SnapshotSaver, SnapshotTarget
 from discobridge.sources.base import EventStatus, Source
-from discobridge.sources.cloudmap.source import CloudMapSource
 from discobridge.sources.ecs.cache import EcsCache
-from discobridge.sources.ecs.source import EcsSource
 from discobridge.store import SnapshotStore
 
 log = structlog.get_logger(__name__)
@@ -75,42 +76,41 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         snapshot_interval_s: float = 10.0,
         events_wait_s: int = 20,
+        utc_now: UtcNow = aws_roles.utc_now,
     ) -> None:
         self.config = config
         self.metrics = Metrics.create()
         snapshot_path = config.snapshot.path or ""
-        services = ["ecs", "ec2", *(["servicediscovery"] if config.cloudmap.namespaces else [])]
-        services += ["s3"] if snapshot_path.startswith("s3://") else []
         topic_arn = config.events.topic_arn
-        services += ["sqs", "sns"] if topic_arn else []
-        self.aws = AwsClients(
-            config=config.aws, metrics=self.metrics, session=session, services=services, **(aws_options or {})
-        )
+        self.aws_loop = AwsLoop()
         self.ecs_cache = EcsCache(clock=clock)
-        region = config.aws.region
-        ecs = EcsSource(
-            aws=self.aws,
-            account=config.aws.account_name,
-            region=region,
-            clusters=config.ecs.clusters,
-            cache=self.ecs_cache,
+        self.events_status = EventStatus() if topic_arn else None
+        # What the local account's clients hold for everyone: the snapshot object, the events queue.
+        shared = [*(["s3"] if snapshot_path.startswith("s3://") else []), *(["sqs", "sns"] if topic_arn else [])]
+        readers = account_region_readers(
+            config,
             metrics=self.metrics,
-            health_refresh_s=config.ecs.health_refresh_s,
-            max_drop_fraction=config.ecs.max_drop_fraction,
+            loop=self.aws_loop,
+            cache=self.ecs_cache,
+            events=self.events_status,
             clock=clock,
-            events=EventStatus() if topic_arn else None,
-            reconcile_s=config.events.reconcile_s,
+            utc_now=utc_now,
+            shared_services=shared,
+            session=session,
+            aws_options=aws_options,
         )
-        self.sources: list[tuple[Source, float]] = [(ecs, config.ecs.poll_interval_s)]
-        if config.cloudmap.namespaces:
-            cloudmap = CloudMapSource(
-                aws=self.aws,
-                account=config.aws.account_name,
-                region=region,
-                namespaces=config.cloudmap.namespaces,
-                metrics=self.metrics,
-            )
-            self.sources.append((cloudmap, config.cloudmap.poll_interval_s))
+        self.clients = [r.aws for r in readers]
+        self.ecs_sources = [r.ecs for r in readers]
+        self.sources: list[tuple[Source, float]] = [(r.ecs, config.ecs.poll_interval_s) for r in readers]
+        self.sources += [(r.cloudmap, config.cloudmap.poll_interval_s) for r in readers if r.cloudmap]
+        self.aws = self.clients[0]  # the local account's
+        self.metrics.gauge_from(
+            "discobridge_aws_budget_calls_per_second",
+            "The client-side budget of each AWS throttle bucket now, by account and region: its "
+            "[aws] api_rate_fraction share, or less while AWS throttles that account and region.",
+            ["account", "region", "bucket"],
+            lambda: {key: rate for clients in self.clients for key, rate in clients.budget_rates().items()},
+        )
         self.store = SnapshotStore(
             renderers=renderers(config),
             scopes={s.scope: s.label for s, _ in self.sources},
@@ -123,15 +123,15 @@ class Daemon:
                 aws=self.aws,
                 topic_arn=topic_arn,
                 queue_prefix=config.events.queue_prefix,
-                sinks=[ecs],
-                status=ecs.events,
+                sinks=self.ecs_sources,
+                status=self.events_status,
                 metrics=self.metrics,
                 poll_interval_s=config.ecs.poll_interval_s,
                 clock=clock,
                 after_batch=self.store.wake_waiters,
                 wait_s=events_wait_s,
             )
-            if topic_arn and ecs.events
+            if topic_arn and self.events_status
             else None
         )
         for source, _ in self.sources:
@@ -176,8 +176,21 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Daemon:
-        await self.aws.__aenter__()
+        self.aws_loop.start()
+        try:
+            for clients in self.clients:
+                await clients.__aenter__()
+        except BaseException:
+            await self._close_clients()
+            raise
         return self
+
+    async def _close_clients(self) -> None:
+        try:
+            for clients in reversed(self.clients):
+                await clients.__aexit__(None, None, None)
+        finally:
+            self.aws_loop.stop()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -187,7 +200,7 @@ class Daemon:
         await self.http.stop()
         await self.dns.stop()
         await self.store.close()
-        await self.aws.__aexit__(exc_type, exc, tb)
+        await self._close_clients()
 
     async def serve(self) -> None:
         """Restore saved data, open every listener, then start polling: clients get SERVFAIL/503
@@ -261,7 +274,12 @@ async def run(config: Config) -> int:
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     async with Daemon(config) as daemon:
         await daemon.serve()
-        log.info("daemon_started", clusters=list(config.ecs.clusters), region=config.aws.region)
+        log.info(
+            "daemon_started",
+            clusters=list(config.ecs.clusters),
+            region=config.aws.region,
+            accounts=[f"{r.account}/{r.region}" for r in config.account_regions()],
+        )
         received = await signals.get()
         daemon.http.begin_shutdown()
         log.info("daemon_draining", signal=signal.Signals(received).name, drain_s=config.http.drain_s)

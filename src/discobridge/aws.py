@@ -7,7 +7,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from types import TracebackType
@@ -47,6 +47,8 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     # ECS events ([events] topic_arn): this replica's own queue, and the orphans of crashed ones.
     "sqs": AWS_BUCKETS["sqs"].operations,  # every SQS call draws on one bucket: the list is there
     "sns": frozenset({"Subscribe", "Unsubscribe", "ListSubscriptionsByTopic"}),
+    # [[accounts]]: the roles discobridge reads other accounts through (aws_roles.AssumedRole).
+    "sts": frozenset({"AssumeRole"}),
 }
 
 # An SQS long poll holds its request open for up to 20 s by design: its client waits that much longer.
@@ -77,7 +79,7 @@ class AwsCallError(Exception):
 
     def __init__(self, operation: str, code: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
-        self.operation, self.code, self.retryable = operation, code, retryable
+        self.operation, self.code, self.message, self.retryable = operation, code, message, retryable
 
 
 def keep_only(model: Any, operations: Iterable[str]) -> None:
@@ -124,7 +126,9 @@ async def _complete(method: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 class AwsClients:
-    """Opens one aiobotocore client per AWS service and runs every call with bounded concurrency."""
+    """Opens one aiobotocore client per AWS service for one account and region, and runs every
+    call with bounded concurrency within that account and region's own budget (AWS throttles
+    each account in each region apart)."""
 
     def __init__(
         self,
@@ -132,6 +136,10 @@ class AwsClients:
         config: AwsConfig,
         metrics: Metrics,
         session: AioSession | None = None,
+        account: str | None = None,
+        region: str | None = None,
+        credentials: Callable[[AioSession], AioSession] | None = None,
+        loop: AwsLoop | None = None,
         max_concurrency: int = 20,
         max_attempts: int = 3,
         connect_timeout_s: float = 3.0,
@@ -143,7 +151,12 @@ class AwsClients:
     ) -> None:
         self._config = config
         self._metrics = metrics
+        self.account = account or config.account_name
+        self.region = region or config.region
+        self._labels = (self.account, self.region)
         self._session = session or get_session()
+        # Another account's clients sign with its role's credentials: a session of their own.
+        self._credentials = credentials
         # Bounds in-flight requests across all sources (Prometheus ECS discovery uses the same 20).
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_attempts = max(1, max_attempts)
@@ -169,25 +182,32 @@ class AwsClients:
         )
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
-        self._loop = AwsLoop()
+        # One loop for every account's clients (a thread each would buy nothing): the daemon's.
+        self._owns_loop = loop is None
+        self._loop = loop or AwsLoop()
 
     async def __aenter__(self) -> AwsClients:
-        self._loop.start()
+        if self._owns_loop:
+            self._loop.start()
         try:
             await self._loop.run(self._open())
         except BaseException:
-            self._loop.stop()
+            if self._owns_loop:
+                self._loop.stop()
             raise
         return self
 
     async def _open(self) -> None:
         """Create the clients (on the AWS loop: their connections belong to it)."""
-        credentials = self._local_endpoint_credentials()
+        if self._credentials is not None:
+            session, credentials = self._credentials(self._session), {}
+        else:
+            session, credentials = self._session, self._local_endpoint_credentials()
         for service in self._services:
             self._clients[service] = client = await self._stack.enter_async_context(
-                self._session.create_client(
+                session.create_client(
                     service,
-                    region_name=self._config.region,
+                    region_name=self.region,
                     endpoint_url=self._config.endpoint_url,
                     config=self._boto_config
                     if service != "sqs"
@@ -203,7 +223,13 @@ class AwsClients:
         try:
             await self._loop.run(self._stack.aclose())
         finally:
-            self._loop.stop()
+            if self._owns_loop:
+                self._loop.stop()
+
+    def budget_rates(self) -> dict[tuple[str, str, str], float]:
+        """Each throttle bucket's rate now, in calls per second, by (account, region, bucket):
+        its share, or less while AWS throttles this account and region."""
+        return {(*self._labels, name): bucket.rate for name, bucket in self._buckets.items()}
 
     def _local_endpoint_credentials(self) -> dict[str, str]:
         # moto and LocalStack accept any key. Without one in the environment, the standard chain
@@ -234,7 +260,7 @@ class AwsClients:
                     bucket.throttled()
                 if not exc.retryable or attempt == last:
                     raise
-                self._metrics.aws_retries.labels(operation, exc.code).inc()
+                self._metrics.aws_retries.labels(*self._labels, operation, exc.code).inc()
                 # Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
                 delay = random.uniform(0, min(self._backoff_cap_s, self._backoff_s * 2**attempt))  # noqa: S311 - jitter
                 await asyncio.sleep(delay)
@@ -261,7 +287,7 @@ class AwsClients:
             bucket.refund()
             raise
         finally:
-            self._metrics.aws_token_wait.labels(bucket_name).inc(time.monotonic() - started)
+            self._metrics.aws_token_wait.labels(*self._labels, bucket_name).inc(time.monotonic() - started)
 
     async def _attempt(
         self, method: Any, operation: str, params: dict[str, Any], bucket: TokenBucket, abandon: asyncio.Event | None
@@ -282,13 +308,33 @@ class AwsClients:
             self._slots.release()
 
     async def _send(self, method: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            long_poll = LONG_POLL_S if operation == "ReceiveMessage" else 0
+        long_poll = LONG_POLL_S if operation == "ReceiveMessage" else 0
+        with self._outcome(operation):
             async with asyncio.timeout(self._attempt_timeout_s + long_poll):
                 response: dict[str, Any] = await self._loop.run(_complete(method, params))
             return response
+
+    async def call_on_aws_loop(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        """One attempt of a call made by code already running on the AWS loop (a credential
+        refresh, inside another account's call): counted like every call, bounded by the same
+        attempt timeout, outside the budget (it happens about once an hour)."""
+        if operation not in OPERATIONS.get(service, ()):
+            raise ValueError(f"{service}:{operation} is not in aws.OPERATIONS (and not in IAM)")
+        method = getattr(self._clients[service], xform_name(operation))
+        with self._outcome(operation):
+            async with asyncio.timeout(self._attempt_timeout_s):
+                return await _complete(method, params)
+
+    @contextlib.contextmanager
+    def _outcome(self, operation: str) -> Iterator[None]:
+        """Count and time one attempt; turn whatever it raised into an AwsCallError."""
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            yield
+        except AwsCallError as exc:  # raised by a credential refresh inside this call (aws_roles)
+            outcome = exc.code
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or "ClientError")
@@ -300,8 +346,8 @@ class AwsClients:
             outcome = type(exc).__name__
             raise AwsCallError(operation, outcome, str(exc), retryable=True) from exc
         finally:
-            self._metrics.aws_calls.labels(operation, outcome).inc()
-            self._metrics.aws_call_duration.labels(operation).observe(time.monotonic() - started)
+            self._metrics.aws_calls.labels(*self._labels, operation, outcome).inc()
+            self._metrics.aws_call_duration.labels(*self._labels, operation).observe(time.monotonic() - started)
 
     async def pages(self, service: str, operation: str, token: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Yield every page of a paginated operation; `token` names its next-token field."""

@@ -241,6 +241,57 @@ class AwsConfig:
     api_rate_fraction: float = _setting(_positive_fraction, 0.25)
 
 
+_role_arn = _matching(
+    r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}",
+    "an IAM role ARN such as arn:aws:iam::111111111111:role/discobridge-read",
+)
+# STS: 2-1224 characters of [\w+=,.@:/-].
+_external_id = _matching(r"[A-Za-z0-9+=,.@:/_-]{2,1224}", "2-1224 letters, digits or +=,.@:/-_ (an STS external id)")
+_region = _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]", "an AWS region such as eu-west-1")
+
+
+def _regions(value: Any) -> tuple[str, ...]:
+    regions = tuple(_region(item) for item in _texts(allow_empty=False)(value))
+    repeated = sorted({r for r in regions if regions.count(r) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} is listed twice")
+    return regions
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One more AWS account ([[accounts]]), read through a role discobridge assumes there."""
+
+    name: str = _setting(_account_name)
+    role_arn: str = _setting(_role_arn)
+    external_id: str | None = _setting(_external_id, None)
+    regions: tuple[str, ...] = _setting(_regions, ())  # empty: [aws] region
+    clusters: tuple[str, ...] = _setting(_texts(allow_empty=False), ("*",))
+    namespaces: tuple[str, ...] = _setting(_texts(allow_empty=True), ())
+
+    @property
+    def account_id(self) -> str:
+        return self.role_arn.split(":")[4]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRegion:
+    """Where discobridge reads: one account in one region, its own clients, budget and partitions.
+    `role_arn` is None for the local account (the daemon's own credentials)."""
+
+    account: str
+    region: str
+    clusters: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    @property
+    def account_id(self) -> str | None:
+        """The 12-digit id, when the config says it (a role's ARN does); None for the local account."""
+        return self.role_arn.split(":")[4] if self.role_arn else None
+
+
 @dataclass(frozen=True, slots=True)
 class EcsConfig:
     clusters: tuple[str, ...] = _setting(_texts(allow_empty=False), ("*",))
@@ -349,7 +400,18 @@ class Config:
     log: LogConfig
     snapshot: SnapshotConfig
     events: EventsConfig
+    accounts: tuple[AccountConfig, ...] = ()
     origin: str = "<config>"
+
+    def account_regions(self) -> tuple[AccountRegion, ...]:
+        """The local account in [aws] region first, then each [[accounts]] entry in each region."""
+        local = AccountRegion(self.aws.account_name, self.aws.region, self.ecs.clusters, self.cloudmap.namespaces)
+        members = [
+            AccountRegion(a.name, region, a.clusters, a.namespaces, a.role_arn, a.external_id)
+            for a in self.accounts
+            for region in a.regions or (self.aws.region,)
+        ]
+        return (local, *members)
 
 
 _TABLES: Mapping[str, type[Any]] = {
@@ -371,24 +433,25 @@ def _did_you_mean(name: str, known: list[str], fmt: str = "{}") -> str:
     return f" (did you mean {fmt.format(close[0])}?)" if close else ""
 
 
-def _build_table(origin: str, table: str, raw: Any, cls: type[Any]) -> Any:
+def _build_table(origin: str, where: str, raw: Any, cls: type[Any]) -> Any:
+    """One table's values, checked; `where` names it in errors ("[aws]", "[[accounts]] #2")."""
     if not isinstance(raw, dict):
-        raise ConfigError(origin, f"[{table}]", f"expected a table, got {_describe(raw)}")
+        raise ConfigError(origin, where, f"expected a table, got {_describe(raw)}")
     known = {f.name: f for f in fields(cls)}
     for key in raw:
         if key not in known:
             hint = _did_you_mean(key, list(known), '"{}"')
-            raise ConfigError(origin, f"[{table}] {key}", f"unknown key{hint}")
+            raise ConfigError(origin, f"{where} {key}", f"unknown key{hint}")
     values: dict[str, Any] = {}
     for name, spec in known.items():
         if name not in raw:
             if spec.default is MISSING:
-                raise ConfigError(origin, f"[{table}] {name}", "required key is missing")
+                raise ConfigError(origin, f"{where} {name}", "required key is missing")
             continue
         try:
             values[name] = spec.metadata["check"](raw[name])
         except ValueError as exc:
-            raise ConfigError(origin, f"[{table}] {name}", str(exc)) from None
+            raise ConfigError(origin, f"{where} {name}", str(exc)) from None
     return cls(**values)
 
 
@@ -399,17 +462,60 @@ def parse_config(text: str, origin: str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(origin, "", f"not valid TOML: {exc}") from None
     for table in raw:
-        if table not in _TABLES:
-            hint = _did_you_mean(table, list(_TABLES), "[{}]")
+        if table not in _TABLES and table != "accounts":
+            hint = _did_you_mean(table, [*_TABLES, "accounts"], "[{}]")
             raise ConfigError(origin, f"[{table}]", f"unknown table{hint}")
-    tables = {name: _build_table(origin, name, raw.get(name, {}), cls) for name, cls in _TABLES.items()}
-    config = Config(**tables, origin=origin)
+    tables = {name: _build_table(origin, f"[{name}]", raw.get(name, {}), cls) for name, cls in _TABLES.items()}
+    config = Config(**tables, accounts=_build_accounts(origin, raw.get("accounts", [])), origin=origin)
     _check_across_tables(config)
     return config
 
 
+def _build_accounts(origin: str, raw: Any) -> tuple[AccountConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(
+            origin, "[[accounts]]", f"expected an array of tables ([[accounts]] entries), got {_describe(raw)}"
+        )
+    return tuple(_build_table(origin, f"[[accounts]] #{i}", entry, AccountConfig) for i, entry in enumerate(raw, 1))
+
+
+def _check_accounts(config: Config) -> None:
+    """Account names and ids are unique, and no DNS label means two configured things: an account
+    named like a cluster or a region would make S.<label>.Z ambiguous."""
+    seen: dict[str, str] = {config.aws.account_name: "[aws] account_name"}
+    ids: dict[str, str] = {}
+    clusters = {c.rsplit("/", 1)[-1].lower(): c for r in config.account_regions() for c in r.clusters if c != "*"}
+    regions = {r.region for r in config.account_regions()}
+    for i, account in enumerate(config.accounts, 1):
+        key = f"[[accounts]] #{i} name"
+        if account.name in seen:
+            raise ConfigError(config.origin, key, f"{account.name!r} is already the name of {seen[account.name]}")
+        seen[account.name] = f"[[accounts]] #{i}"
+        if account.account_id in ids:
+            raise ConfigError(
+                config.origin,
+                f"[[accounts]] #{i} role_arn",
+                f"account {account.account_id} is already {ids[account.account_id]}: "
+                "list each account once, with all its regions",
+            )
+        ids[account.account_id] = f"[[accounts]] #{i} ({account.name})"
+    for name, where in seen.items():
+        key = "[aws] account_name" if where.startswith("[aws]") else f"{where} name"
+        if name in clusters:
+            raise ConfigError(
+                config.origin,
+                key,
+                f"{name!r} is also a configured cluster ({clusters[name]!r}): S.{name}.<zone> would mean both",
+            )
+        if name in regions:
+            raise ConfigError(
+                config.origin, key, f"{name!r} is also a configured region: S.{name}.<zone> would mean both"
+            )
+
+
 def _check_across_tables(config: Config) -> None:
     """Rules that involve more than one table: what `run` would otherwise fail on later."""
+    _check_accounts(config)
     ns_name = config.dns.ns_name
     if ns_name is not None and (ns_name == config.dns.zone or not ns_name.endswith("." + config.dns.zone)):
         raise ConfigError(

@@ -26,3 +26,6 @@ def configure_logging(*, format: str, level: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # A failed early renewal of a role's credentials is a warning with a traceback there, once
+    # per call; aws_roles logs it once per change, in this format.
+    logging.getLogger("aiobotocore.credentials").setLevel(logging.ERROR)

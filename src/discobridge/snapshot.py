@@ -81,12 +81,12 @@ def _same_parts(old: tuple[tuple[Endpoint, ...], ...], new: tuple[tuple[Endpoint
 
 
 def _merge(name: str, parts: tuple[tuple[Endpoint, ...], ...]) -> Service:
-    # One endpoint per address within an account (ECS and Cloud Map list the same task), never
-    # across accounts: their VPCs' CIDRs may well overlap.
-    seen: dict[tuple[str, str, int], Endpoint] = {}
+    # One endpoint per address within an account and region (ECS and Cloud Map list the same
+    # task), never across them: VPC CIDRs overlap (every default VPC is 172.31.0.0/16).
+    seen: dict[tuple[str, str, str, int], Endpoint] = {}
     for group in parts:
         for endpoint in group:
-            address = (endpoint.account, endpoint.host_ip, endpoint.host_port)
+            address = (endpoint.account, endpoint.region, endpoint.host_ip, endpoint.host_port)
             known = seen.get(address)
             if known is None or (endpoint.task_arn and not known.task_arn):
                 seen[address] = endpoint

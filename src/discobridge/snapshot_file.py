@@ -178,10 +178,10 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
         return None
     if not isinstance(endpoints, list):
         return None
-    parsed = [_parse_endpoint(e) for e in endpoints]
+    key = PartitionKey(**{k: raw[k] for k in _KEY_TEXT})
+    parsed = [_parse_endpoint(e, key) for e in endpoints]
     if any(e is None for e in parsed):
         return None  # a damaged partition is dropped whole: no partial data is served
-    key = PartitionKey(**{k: raw[k] for k in _KEY_TEXT})
     # Never in the future: a clock that went back a little must not make old data look fresh.
     result = PartitionResult(
         tuple(e for e in parsed if e is not None), min(now, refreshed_at + offset), tuple(warnings)
@@ -189,10 +189,11 @@ def _partition(raw: Any, offset: float, now: float) -> tuple[PartitionKey, Parti
     return key, result
 
 
-def _parse_endpoint(raw: Any) -> Endpoint | None:
+def _parse_endpoint(raw: Any, key: PartitionKey) -> Endpoint | None:
     if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) for k in _ENDPOINT_TEXT):
         return None
-    identity = {k: raw.get(k, "") for k in _IDENTITY}  # absent from files written before they were kept
+    # Absent from files written before they were kept: every endpoint is its partition's.
+    identity = {k: raw.get(k, getattr(key, k)) for k in _IDENTITY}
     if not all(isinstance(v, str) for v in identity.values()):
         return None
     health = raw.get("health")

@@ -22,7 +22,7 @@ from discobridge.metrics import Metrics
 from discobridge.model import Endpoint, Health
 from discobridge.sources.cloudmap.source import CloudMapSource
 from tests.conftest import daemon_get, make_config
-from tests.helpers import partition
+from tests.helpers import LOCAL_AWS, partition
 
 CORP, TYPO = partition("corp.local", source="cloudmap"), partition("typo.local", source="cloudmap")
 TYPO_MISSING = "Cloud Map namespace 'typo.local' does not exist in local/us-east-1"
@@ -85,8 +85,10 @@ async def test_services_health_skips_and_pages(estate: Estate, aws: tuple[AwsCli
     assert sample("discobridge_source_skipped_records_total", {"source": "cloudmap", "reason": "no_port"}) == 4
     # Per refresh (4 of them): 5 services in pages of 2 take 3 ListServices calls; one
     # DiscoverInstances per service.
-    assert sample("discobridge_aws_calls_total", {"operation": "ListServices", "outcome": "ok"}) == 3 * 4
-    assert sample("discobridge_aws_calls_total", {"operation": "DiscoverInstances", "outcome": "ok"}) == 5 * 4
+    assert sample("discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "ListServices", "outcome": "ok"}) == 3 * 4
+    assert (
+        sample("discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "DiscoverInstances", "outcome": "ok"}) == 5 * 4
+    )
 
 
 async def test_missing_namespace_is_reported_not_fatal(estate: Estate, aws: tuple[AwsClients, Metrics]) -> None:

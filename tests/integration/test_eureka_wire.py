@@ -176,6 +176,7 @@ async def test_5_every_instance_is_what_every_client_decodes(served: Eureka) -> 
     assert by_id["10.0.2.12:33000"]["metadata"] == {
         "zone": "us-east-1b", "ecs-cluster": "prod", "source": "ecs",
         "ecs-task-arn": "arn:aws:ecs:us-east-1:123456789012:task/prod/" + f"{33000:032x}",
+        "aws-account": "local", "aws-region": "us-east-1",
     }  # fmt: skip
 
 

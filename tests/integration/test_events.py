@@ -21,6 +21,7 @@ from discobridge.event_queue import HEARTBEAT_TAG
 from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.model import Health
+from tests import helpers
 from tests.conftest import daemon_get, running
 
 FAR = 600.0  # a poll interval no test waits for
@@ -56,13 +57,7 @@ async def flowing_daemon(
 
 
 def counted(daemon: Daemon, name: str, **labels: str) -> float:
-    """A counter's total over every label set that has `labels`."""
-    total = 0.0
-    for family in daemon.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return helpers.counted(daemon.metrics.registry, name, **labels)
 
 
 def endpoints(daemon: Daemon, service: str = "orders") -> list[Any]:

@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import dns.asyncquery
-import dns.message
 import pytest
 from aiobotocore.session import AioSession
 from structlog.testing import capture_logs
@@ -24,7 +22,7 @@ from discobridge.fakeaws.server import FakeAws
 from discobridge.model import PartitionResult
 from discobridge.snapshot_file import Saved, encode
 from tests.conftest import daemon_get, make_config
-from tests.helpers import PROD, endpoint
+from tests.helpers import PROD, dns_records, endpoint
 
 ZONE = "disco.test"
 
@@ -38,10 +36,7 @@ async def serving(url: str, session: AioSession, **tables: Any) -> AsyncIterator
         yield daemon
 
 
-async def records(daemon: Daemon, name: str, rdtype: str) -> list[str]:
-    query = dns.message.make_query(f"{name}.{ZONE}", rdtype)
-    reply = await dns.asyncquery.udp(query, "127.0.0.1", port=daemon.dns.addresses[0].port, timeout=2)
-    return sorted(item.to_text() for rrset in reply.answer for item in rrset)
+records = dns_records
 
 
 def attrs(ip: str, port: str = "8080", **more: str) -> dict[str, str]:
@@ -112,7 +107,7 @@ async def test_clusters_that_normalise_to_one_label_are_a_named_warning_with_one
             _, body = await daemon_get(daemon, "/healthz")
             warnings = json.loads(body)["warnings"]
             (warning,) = [w for w in warnings if "DNS label" in w]
-            assert "'Prod' and 'prod' share the DNS label 'prod'" in warning
+            assert "cluster 'Prod' and cluster 'prod' share the DNS label 'prod'" in warning
             assert any("spans clusters Prod, prod" in w for w in warnings)  # and one Eureka app: said too
     logged = [e["warning"] for e in logs if e["event"] == "snapshot_warning"]
     assert first and sorted(logged) == sorted(warnings)  # each once

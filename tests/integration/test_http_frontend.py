@@ -117,7 +117,7 @@ async def test_service_document_cluster_filter_and_errors(served: Http) -> None:
     assert endpoints[0] == {
         "host": "10.0.0.1", "port": 32001, "health": "healthy", "az": "us-east-1b", "source": "ecs",
         "cluster": "prod", "task": "arn:aws:ecs:us-east-1:1:task/prod/t1", "container": "web", "instance_id": "",
-        "account": "", "region": "", "ports": {"main": 32001},
+        "account": "local", "region": "us-east-1", "ports": {"main": 32001},
     }  # fmt: skip
     assert [e["health"] for e in endpoints] == ["healthy", "healthy", "unhealthy", "draining"]
     staging = await served.json("/v1/services/orders?cluster=staging")

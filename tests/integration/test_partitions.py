@@ -21,7 +21,7 @@ from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.snapshot_file import decode, read_file
 from tests.conftest import daemon_get, running
-from tests.helpers import FakeClock, partition
+from tests.helpers import LOCAL_AWS, FakeClock, partition
 
 CORP = partition("corp.local", source="cloudmap")
 BATCH = partition("batch")
@@ -147,7 +147,8 @@ async def test_a_cluster_deleted_under_star_leaves_but_a_failed_listing_removes_
         estate.ecs.delete_cluster(cluster="staging")
         assert await daemon.store.wait_until(lambda: STAGING not in daemon.store.partitions, 10)
         assert await daemon.store.wait_until(lambda: "reports" not in daemon.store.current.services, 10)  # type: ignore[union-attr]
-        assert (await daemon_get(daemon, "/healthz"))[0] == 200
+        status, body = await daemon_get(daemon, "/healthz")
+        assert status == 200, body
 
 
 async def test_a_restart_during_an_outage_after_a_quiet_spell_is_healthy_with_the_last_good_polls_age(
@@ -228,8 +229,10 @@ async def test_a_first_poll_longer_than_the_call_timeout_completes_within_the_bu
         assert await daemon.store.wait_for(0, timeout=30) is not None
         assert len(daemon.store.current.services) == 20  # type: ignore[union-attr]
         sample = daemon.metrics.registry.get_sample_value
-        described = sample("discobridge_aws_calls_total", {"operation": "DescribeTaskDefinition", "outcome": "ok"})
-        waited = sample("discobridge_aws_token_wait_seconds_total", {"bucket": "ecs-task-definition-read"})
+        described = sample(
+            "discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "DescribeTaskDefinition", "outcome": "ok"}
+        )
+        waited = sample("discobridge_aws_token_wait_seconds_total", {**LOCAL_AWS, "bucket": "ecs-task-definition-read"})
     assert described == 20  # each revision once, across the failed attempt and the next
     assert fake_aws.faults.calls["DescribeTaskDefinition"] == 21  # and the one throttled
     assert waited is not None and waited > 1.0  # the poll outlasted the call timeout, on budget

@@ -21,7 +21,7 @@ from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 from discobridge.metrics import Metrics
 from tests.conftest import daemon_get, make_config
-from tests.helpers import PROD, FakeClock
+from tests.helpers import LOCAL_AWS, PROD, FakeClock
 
 MAX_STALENESS = 60.0
 
@@ -255,15 +255,25 @@ async def test_throttles_are_retried_with_backoff_and_counted(
         assert await daemon.refresh_all() is True  # two throttles, then the third attempt succeeds
         sample = daemon.metrics.registry.get_sample_value
         assert (
-            sample("discobridge_aws_retries_total", {"operation": "DescribeTasks", "reason": "ThrottlingException"})
+            sample(
+                "discobridge_aws_retries_total",
+                {**LOCAL_AWS, "operation": "DescribeTasks", "reason": "ThrottlingException"},
+            )
             == 2
         )
-        assert sample("discobridge_aws_calls_total", {"operation": "DescribeTasks", "outcome": "throttled"}) == 2
-        assert sample("discobridge_aws_calls_total", {"operation": "DescribeTasks", "outcome": "ok"}) == 1
+        assert (
+            sample("discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "DescribeTasks", "outcome": "throttled"})
+            == 2
+        )
+        assert sample("discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "DescribeTasks", "outcome": "ok"}) == 1
         fake_aws.faults.fail("ListTasks", code="AccessDeniedException", status=400)
         assert await daemon.refresh_all() is False  # never retried: it will not get better
         assert (
-            sample("discobridge_aws_calls_total", {"operation": "ListTasks", "outcome": "AccessDeniedException"}) == 1
+            sample(
+                "discobridge_aws_calls_total",
+                {**LOCAL_AWS, "operation": "ListTasks", "outcome": "AccessDeniedException"},
+            )
+            == 1
         )
 
 
@@ -277,7 +287,7 @@ async def test_calls_wait_for_the_budget_when_it_is_spent(
         for _ in range(3):  # 3 polls of 3-4 calls each from a burst of 5
             assert await daemon.refresh_all() is True
         waited = daemon.metrics.registry.get_sample_value(
-            "discobridge_aws_token_wait_seconds_total", {"bucket": "ecs-cluster-resource-read"}
+            "discobridge_aws_token_wait_seconds_total", {**LOCAL_AWS, "bucket": "ecs-cluster-resource-read"}
         )
     assert waited is not None and waited > 1.0
 

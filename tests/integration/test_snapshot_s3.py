@@ -18,7 +18,7 @@ from discobridge.model import PartitionResult
 from discobridge.snapshot_file import Saved, decode
 from discobridge.snapshot_s3 import S3Snapshot
 from tests.conftest import daemon_get, make_config
-from tests.helpers import PROD, endpoint, partition
+from tests.helpers import LOCAL_AWS, PROD, endpoint, partition
 
 URL = "s3://discobridge-test/replicas/snapshot.json"
 
@@ -56,7 +56,10 @@ async def test_a_conflicting_put_merges_with_the_other_replicas_document(bucket:
     assert fresher == {PROD: [32770], other: []}  # PROD from first (20 > 15), other from second
     assert merged.caches == {"ecs": {"a": {"x": 1, "y": 2}}}
     calls = s3._metrics.registry.get_sample_value
-    assert calls("discobridge_aws_calls_total", {"operation": "PutObject", "outcome": "PreconditionFailed"}) == 1
+    assert (
+        calls("discobridge_aws_calls_total", {**LOCAL_AWS, "operation": "PutObject", "outcome": "PreconditionFailed"})
+        == 1
+    )
 
 
 async def test_a_new_replica_answers_at_once_from_the_shared_snapshot(

@@ -176,3 +176,63 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     wrong_type.write_text(MINIMAL.replace("[dns]", "[dns]\nttl_s = 1.5"))
     assert main(["check", "-c", str(wrong_type)]) == 1
     assert "[dns] ttl_s: expected a whole number of seconds" in capsys.readouterr().err
+
+
+ROLE = 'role_arn = "arn:aws:iam::111111111111:role/discobridge-read"'
+PROD_ENTRY = f'[[accounts]]\nname = "prod"\n{ROLE}\n'
+
+
+def test_accounts_read_each_region_with_defaults_after_the_local_account(tmp_path: Path) -> None:
+    text = (
+        MINIMAL.replace('[dns]', '[ecs]\nclusters = ["shop"]\n[dns]')
+        + PROD_ENTRY + 'regions = ["eu-west-1", "us-east-1"]\nexternal_id = "ext-1"\n'
+        + '[[accounts]]\nname = "staging"\nrole_arn = "arn:aws:iam::222222222222:role/r"\nnamespaces = ["corp.local"]\n'
+    )  # fmt: skip
+    config = load_config(write(tmp_path, text))
+    assert [(r.account, r.region, r.clusters, r.namespaces, r.account_id) for r in config.account_regions()] == [
+        ("local", "eu-west-1", ("shop",), (), None),
+        ("prod", "eu-west-1", ("*",), (), "111111111111"),
+        ("prod", "us-east-1", ("*",), (), "111111111111"),
+        ("staging", "eu-west-1", ("*",), ("corp.local",), "222222222222"),  # [aws] region by default
+    ]
+    assert config.account_regions()[1].external_id == "ext-1"
+    assert load_config(write(tmp_path, MINIMAL)).accounts == ()  # one account, as before
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (MINIMAL + '[accounts]\nname = "prod"\n', "[[accounts]]", "expected an array of tables"),
+        (MINIMAL + PROD_ENTRY + 'regoins = ["eu-west-1"]\n', "[[accounts]] #1 regoins", '(did you mean "regions"?)'),
+        (MINIMAL + '[[accounts]]\nname = "prod"\n', "[[accounts]] #1 role_arn", "required key is missing"),
+        (MINIMAL + f'[[accounts]]\n{ROLE}\n', "[[accounts]] #1 name", "required key is missing"),
+        (MINIMAL + PROD_ENTRY.replace('"prod"', '"Prod"'), "[[accounts]] #1 name", "a-z, 0-9 and '-'"),
+        (MINIMAL + PROD_ENTRY.replace("iam::111111111111:role", "iam::1111:role"), "role_arn", "an IAM role ARN"),
+        (MINIMAL + PROD_ENTRY + 'regions = ["eu-west-1", "eu-west-1"]\n', "regions", "eu-west-1 is listed twice"),
+        (MINIMAL + PROD_ENTRY + 'regions = ["Ireland"]\n', "[[accounts]] #1 regions", "an AWS region"),
+        (MINIMAL + PROD_ENTRY + 'external_id = "x"\n', "[[accounts]] #1 external_id", "2-1224"),
+        (MINIMAL + PROD_ENTRY + PROD_ENTRY.replace(ROLE, ROLE.replace("1111", "2222")), "[[accounts]] #2 name",
+         "'prod' is already the name of [[accounts]] #1"),
+        (MINIMAL + PROD_ENTRY + PROD_ENTRY.replace('"prod"', '"prod-eu"'), "[[accounts]] #2 role_arn",
+         "account 111111111111 is already [[accounts]] #1 (prod)"),
+        (MINIMAL + PROD_ENTRY.replace('"prod"', '"local"'), "[[accounts]] #1 name",
+         "'local' is already the name of [aws] account_name"),
+        (MINIMAL + PROD_ENTRY + '[ecs]\nclusters = ["prod"]\n', "[[accounts]] #1 name",
+         "'prod' is also a configured cluster ('prod')"),
+        (MINIMAL + PROD_ENTRY + 'clusters = ["arn:aws:ecs:eu-west-1:111111111111:cluster/local"]\n',
+         "[aws] account_name", "'local' is also a configured cluster"),
+        (MINIMAL + PROD_ENTRY.replace('"prod"', '"eu-west-1"'), "[[accounts]] #1 name",
+         "'eu-west-1' is also a configured region"),
+    ],
+    ids=["accounts-not-array", "accounts-unknown-key", "accounts-no-role", "accounts-no-name", "accounts-name-chars",
+         "accounts-role-arn", "accounts-region-twice", "accounts-region-shape", "accounts-external-id",
+         "accounts-name-twice", "accounts-id-twice", "accounts-name-local", "accounts-name-is-cluster",
+         "local-name-is-cluster", "accounts-name-is-region"],
+)  # fmt: skip
+def test_bad_accounts_name_the_entry_the_key_and_the_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and key in message and reason in message, message
+    assert main(["check", "-c", str(path)]) == 1  # check fails on it as run would

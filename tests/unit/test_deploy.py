@@ -13,6 +13,7 @@ from typing import Any
 from cfnlint.decode import decode
 
 from discobridge.aws import OPERATIONS
+from discobridge.config import parse_config
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -25,16 +26,27 @@ def tool(name: str) -> str:
     return found
 
 
-def test_cloudformation_template_has_no_lint_errors() -> None:
+TEMPLATES = ("cloudformation.yaml", "member-account.yaml")
+
+
+def test_cloudformation_templates_have_no_lint_errors() -> None:
     result = subprocess.run(
-        [tool("cfn-lint"), str(DEPLOY / "cloudformation.yaml")], capture_output=True, text=True, check=False
+        [tool("cfn-lint"), *(str(DEPLOY / t) for t in TEMPLATES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _template(name: str) -> dict[str, Any]:
+    template, problems = decode(str(DEPLOY / name))
+    assert not problems and template is not None
+    return dict(template)
+
+
 def _statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The role's policy statements; one granted under a condition (Fn::If) counts as granted."""
     policies = template["Resources"][role]["Properties"]["Policies"]
-    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in statements]
 
 
 # Grants that no call names but a call needs: S3 answers GetObject of a missing key with 403
@@ -50,8 +62,7 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 
 
 def test_task_role_grants_exactly_the_operations_the_code_can_call() -> None:
-    template, problems = decode(str(DEPLOY / "cloudformation.yaml"))
-    assert not problems and template is not None
+    template = _template("cloudformation.yaml")
     granted = {action for s in _statements(template, "TaskRole") for action in _actions(s)}
     # IAM action prefixes are the botocore service names for these services.
     called = {f"{service}:{operation}" for service, operations in OPERATIONS.items() for operation in operations}
@@ -68,6 +79,53 @@ def test_task_role_grants_exactly_the_operations_the_code_can_call() -> None:
             }
         if any(a.startswith("sns:") for a in actions):
             assert statement["Resource"] == {"Ref": "EventsTopic"}  # that topic only
+        if any(a.startswith("sts:") for a in actions):
+            assert statement["Resource"] == {"Ref": "MemberRoleArns"}  # the member roles only
+
+
+# What another account is read with: the ECS, EC2 and Cloud Map calls, never the shared ones.
+MEMBER_SERVICES = ("ecs", "ec2", "servicediscovery")
+
+
+def test_member_account_role_grants_exactly_the_read_calls_to_the_central_task_role_only() -> None:
+    template = _template("member-account.yaml")
+    granted = {action for s in _statements(template, "ReadRole") for action in _actions(s)}
+    assert granted == {f"{service}:{op}" for service in MEMBER_SERVICES for op in OPERATIONS[service]}
+    (trust,) = template["Resources"]["ReadRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Ref": "CentralTaskRoleArn"}}
+    assert trust["Action"] == "sts:AssumeRole"
+    condition, with_id, without = trust["Condition"]["Fn::If"]
+    assert condition == "HasExternalId" and without == {"Ref": "AWS::NoValue"}
+    assert with_id == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+
+
+def test_the_config_the_template_writes_is_valid_with_member_accounts() -> None:
+    template = _template("cloudformation.yaml")
+    text = template["Resources"]["Config"]["Properties"]["Value"]["Fn::Sub"]
+    values = {
+        "AWS::Region": "eu-west-1",
+        "Clusters": '"*"',
+        "PollIntervalS": "10",
+        "Namespaces": "",
+        "Zone": "discobridge.internal",
+        "DnsTtlS": "5",
+        "DnsIpA": "10.0.1.53",
+        "DnsIpB": "10.0.2.53",
+        "MaxStalenessS": "60",
+        "LogLevel": "info",
+        "SnapshotBucket": "snapshots",
+        "EventsTopic": "arn:aws:sns:eu-west-1:123456789012:discobridge-ecs-events",
+        "MemberAccounts": 'accounts = [{ name = "prod", role_arn = "arn:aws:iam::111111111111:role/discobridge-read",'
+        ' regions = ["eu-west-1", "us-east-1"] }]',
+    }
+    config = parse_config(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text), "template")
+    assert [f"{r.account}/{r.region}" for r in config.account_regions()] == [
+        "local/eu-west-1",
+        "prod/eu-west-1",
+        "prod/us-east-1",
+    ]
+    values["MemberAccounts"] = ""
+    assert parse_config(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text), "template").accounts == ()
 
 
 def test_dockerfile_lints_clean_runs_as_non_root_checks_health_and_ships_no_tests() -> None:

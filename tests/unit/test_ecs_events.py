@@ -54,7 +54,7 @@ def task_detail(**changes: Any) -> dict[str, Any]:
 def test_a_running_task_event_reads_as_the_task_describe_tasks_would_give() -> None:
     change = read_event(envelope("ECS Task State Change", task_detail()))
     assert isinstance(change, TaskChange)
-    assert (change.region, change.cluster) == ("us-west-2", "FargateCluster")
+    assert (change.account_id, change.region, change.cluster) == ("111122223333", "us-west-2", "FargateCluster")
     assert change.task.running and change.task.version == 3 and change.task.eni_ip == "10.0.0.139"
 
 
@@ -66,7 +66,9 @@ def test_a_container_instance_event_says_whether_it_drains() -> None:
             {**detail, "clusterArn": CLUSTER, "status": "DRAINING", "version": 14},
         )
     )
-    assert change == InstanceChange("us-west-2", "FargateCluster", detail["containerInstanceArn"], True, 14)
+    assert change == InstanceChange(
+        "111122223333", "us-west-2", "FargateCluster", detail["containerInstanceArn"], True, 14
+    )
 
 
 @pytest.mark.parametrize(

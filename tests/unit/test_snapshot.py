@@ -201,7 +201,7 @@ def test_a_service_spanning_clusters_is_one_named_warning_in_the_snapshot() -> N
     ]
 
 
-def test_endpoints_at_one_address_in_two_accounts_stay_apart_while_one_account_dedupes() -> None:
+def test_endpoints_at_one_address_in_two_accounts_or_regions_stay_apart_while_one_account_dedupes() -> None:
     store = make_store()
     same = {"host_ip": "10.0.0.7", "host_port": 8080}
     publish(
@@ -210,8 +210,13 @@ def test_endpoints_at_one_address_in_two_accounts_stay_apart_while_one_account_d
             endpoint("orders", 1, account="prod", **same),
             endpoint("orders", 2, account="prod", source="cloudmap", task_arn="", **same),  # the same task
             endpoint("orders", 3, account="staging", **same),  # overlapping VPC CIDRs
+            endpoint("orders", 4, account="prod", region="eu-west-1", **same),  # and default VPCs
         ],
     )
     assert store.current is not None
     merged = store.current.services["orders"].endpoints
-    assert sorted((e.account, e.source) for e in merged) == [("prod", "ecs"), ("staging", "ecs")]
+    assert sorted((e.account, e.region, e.source) for e in merged) == [
+        ("prod", "eu-west-1", "ecs"),
+        ("prod", "us-east-1", "ecs"),
+        ("staging", "us-east-1", "ecs"),
+    ]

@@ -91,7 +91,7 @@ def test_a_partition_of_unknown_age_is_not_restored(when: str) -> None:
     assert decode(damaged, origin="t", clock=lambda: 1.0, wall_clock=lambda: 100.0).partitions == {}
 
 
-def test_a_file_written_before_endpoints_named_their_account_still_loads() -> None:
+def test_a_file_written_before_endpoints_named_their_account_loads_them_as_their_partitions() -> None:
     saved = Saved({PROD: PartitionResult((ENDPOINT,), 95.0)}, {})
     document = json.loads(encode(saved, clock=lambda: 100.0, wall_clock=lambda: 5000.0))
     for partition_data in document["partitions"]:

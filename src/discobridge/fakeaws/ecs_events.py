@@ -136,8 +136,9 @@ class EcsEventBus:
         with self._lock:
             topics = list(self._routes.get((account, region), ()))
             self.published += 1
-        for topic in topics:
-            sns_backends[account][region].publish(message=message, arn=topic)
+        for topic in topics:  # the topic's own account and region: events may cross to them
+            _, _, _, topic_region, topic_account, _ = topic.split(":")
+            sns_backends[topic_account][topic_region].publish(message=message, arn=topic)
 
 
 def _iso(value: Any) -> str | None:

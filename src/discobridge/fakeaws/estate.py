@@ -48,17 +48,31 @@ class Container:
         }
 
 
-class Estate:
-    """A handle on one fake AWS account and region, with the agent that runs its tasks."""
+DEFAULT_ACCOUNT = "123456789012"  # moto's, for credentials it issued no role for
 
-    def __init__(self, endpoint_url: str, region: str = "us-east-1") -> None:
+
+class Estate:
+    """A handle on one fake AWS account and region, with the agent that runs its tasks. Another
+    account than moto's default is reached as discobridge reaches it: through a role there."""
+
+    def __init__(self, endpoint_url: str, region: str = "us-east-1", account_id: str = DEFAULT_ACCOUNT) -> None:
         options: dict[str, Any] = {
             "region_name": region,
             "endpoint_url": endpoint_url,
             "aws_access_key_id": "estate",
             "aws_secret_access_key": "estate",
         }
-        self.region = region
+        if account_id != DEFAULT_ACCOUNT:
+            # moto maps the credentials AssumeRole issues to the role's account.
+            credentials = boto3.client("sts", **options).assume_role(
+                RoleArn=f"arn:aws:iam::{account_id}:role/estate", RoleSessionName="estate"
+            )["Credentials"]
+            options.update(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+        self.region, self.account_id = region, account_id
         self.ecs = boto3.client("ecs", **options)
         self.ec2 = boto3.client("ec2", **options)
         self.cloudmap = boto3.client("servicediscovery", **options)
@@ -161,7 +175,7 @@ class Estate:
         return arn
 
     def set_health(self, cluster: str, task_arn: str, status: str) -> None:
-        set_task_health(self.region, cluster, task_arn, status)
+        set_task_health(self.region, cluster, task_arn, status, self.account_id)
 
     def drain(self, cluster: str, host: str) -> None:
         self.ecs.update_container_instances_state(cluster=cluster, containerInstances=[host], status="DRAINING")
@@ -176,6 +190,11 @@ class Estate:
         arn: str = self.sns.create_topic(Name=name)["TopicArn"]
         BUS.route(arn.split(":")[4], self.region, arn)
         return arn
+
+    def forward_events(self, topic_arn: str) -> None:
+        """This account and region's ECS events reach `topic_arn` (another account's, say): a
+        rule here forwarding to that account's bus, whose rule publishes to the topic."""
+        BUS.route(self.account_id, self.region, topic_arn)
 
     @property
     def events(self) -> EcsEventBus:

@@ -26,10 +26,10 @@ from discobridge.render.dns_names import (
     Claim,
     carries,
     clash_warning,
-    cluster_labels,
     dotted,
+    qualifier_labels,
     target_claim,
-    target_label,
+    target_labels,
     valid,
     wins,
 )
@@ -215,25 +215,31 @@ class DnsRenderer:
             # only; HTTP and Eureka still serve the service.
             log.warning("dns_name_too_long", service=name, zone=zone)
             return _ServiceNames({}, {}, set(), ())
-        targets = {e: f"{target_label(e)}.{name}.{zone}" for e in service.endpoints}
+        targets = {e: f"{label}.{name}.{zone}" for e, label in target_labels(service).items()}
         records = {e: self._endpoint_records(e, targets[e]) for e in service.endpoints}
         out = {wire_name(f"{name}.{zone}"): _answers(service.serving, records)}
         claims: dict[bytes, Claim] = {}
-        labels, warnings = cluster_labels(service)
         named = sorted({port for e in service.endpoints for port, _ in e.ports})
-        for cluster, label in labels.items():
-            qualified = f"{name}.{label}.{zone}"
-            if valid(qualified):
-                subset = Service(name, tuple(e for e in service.endpoints if e.cluster == cluster))
-                out[wire_name(qualified)] = _answers(subset.serving, records)
-                claims[wire_name(qualified)] = Claim(QUALIFIED, f"service {name} in cluster {cluster}")
-                for port in named:
-                    if valid(f"_{port}._tcp.{qualified}"):
-                        out[wire_name(f"_{port}._tcp.{qualified}")] = self._named_srv(subset, port, targets, records)
-        out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
         for port in named:  # RFC 2782 names of the other ports, as Consul and Kubernetes serve them
             if valid(f"_{port}._tcp.{name}.{zone}"):
                 out[wire_name(f"_{port}._tcp.{name}.{zone}")] = self._named_srv(service, port, targets, records)
+        labels, warnings = qualifier_labels(service)
+        for label, qualifier in labels.items():
+            qualified = f"{name}.{label}.{zone}"
+            if not valid(qualified):
+                continue
+            subset = Service(name, tuple(e for e in service.endpoints if qualifier.selects(e)))
+            whole = len(subset.endpoints) == len(service.endpoints)  # one account, region: the usual case
+            out[wire_name(qualified)] = out[wire_name(f"{name}.{zone}")] if whole else _answers(subset.serving, records)
+            claims[wire_name(qualified)] = Claim(QUALIFIED, f"service {name} in {qualifier}")
+            for port in named:
+                if valid(f"_{port}._tcp.{qualified}"):
+                    out[wire_name(f"_{port}._tcp.{qualified}")] = (
+                        out[wire_name(f"_{port}._tcp.{name}.{zone}")]
+                        if whole
+                        else self._named_srv(subset, port, targets, records)
+                    )
+        out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
         for endpoint, target in targets.items():
             mine = records[endpoint]
             out[wire_name(target)] = {mine.address_type: _single(mine.address)}

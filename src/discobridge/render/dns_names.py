@@ -6,17 +6,23 @@ The scheme (README "DNS names"), for service S, zone Z:
     _S._tcp.Z    its SRV in RFC 2782 form: the leading underscore keeps these apart from all else
     S.C.Z        its endpoints in ECS cluster C; C comes only from endpoints ECS reported with a
                  task (what a Cloud Map instance claims as its cluster is shown, never a name)
+    S.A.Z        its endpoints in account A ([aws] account_name, [[accounts]] name)
+    S.R.Z        its endpoints in region R
     T.S.Z        one endpoint, the target of its SRV record: T is the ECS task id, or ip-port for
                  an endpoint without a task (Cloud Map), so Cloud Map never claims a task's name
+                 (ip-port-account-region where two accounts or regions share that address)
 
 Only a qualified name (S.C.Z) and a target (T.S.Z) share a shape; where one name is both, the
 target keeps it (every SRV answer must resolve its targets) and a warning names both. Two clusters
 whose names normalise to one label (Prod and prod, prod_x and prod-x) cannot both have it: the
-first in sort order keeps it, and a warning names the others. Nothing is overwritten silently.
+first in sort order keeps it, and a warning names the others; a cluster named like an account or
+a region keeps its label from them (`check` rejects that where the config names both). Nothing is
+overwritten silently.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from discobridge.model import Endpoint, Service, normalize_service_name
@@ -44,10 +50,20 @@ def valid(name: str) -> bool:
     return all(0 < len(label) <= 63 for label in labels) and len(name) + 2 <= 255
 
 
-def target_label(endpoint: Endpoint) -> str:
-    """The SRV target label: the task id, or ip-port when an endpoint has no task."""
-    label = normalize_service_name(endpoint.task_id or f"{endpoint.host_ip}-{endpoint.host_port}")
-    return label.strip("-")[:63] or "endpoint"
+def target_labels(service: Service) -> dict[Endpoint, str]:
+    """Each endpoint's SRV target label: the task id, or ip-port when an endpoint has no task;
+    ip-port-account-region for endpoints at one address in two accounts or regions (overlapping
+    VPC CIDRs), so every SRV record names its own target."""
+    plain = {e: _label(e.task_id or f"{e.host_ip}-{e.host_port}") for e in service.endpoints}
+    seen = Counter(plain.values())
+    return {
+        e: label if seen[label] == 1 else _label(f"{e.host_ip}-{e.host_port}-{e.account}-{e.region}")
+        for e, label in plain.items()
+    }
+
+
+def _label(text: str) -> str:
+    return normalize_service_name(text).strip("-")[:63] or "endpoint"
 
 
 def target_claim(endpoint: Endpoint) -> Claim:
@@ -55,21 +71,43 @@ def target_claim(endpoint: Endpoint) -> Claim:
     return Claim(TARGET, f"{what} of service {endpoint.service}")
 
 
-def cluster_labels(service: Service) -> tuple[dict[str, str], list[str]]:
-    """The DNS label of each cluster that qualifies the service's names (clusters ECS reported
-    with a task), and warnings for clusters that lost their label to another."""
-    by_label: dict[str, list[str]] = {}
-    for cluster in sorted({e.cluster for e in service.endpoints if e.cluster and e.task_arn}):
-        by_label.setdefault(normalize_service_name(cluster), []).append(cluster)
-    labels: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class Qualifier:
+    """What a qualifying label narrows a service to: its endpoints in one cluster, account or region."""
+
+    kind: str  # "cluster", "account" or "region": the Endpoint field it matches
+    value: str
+
+    def selects(self, endpoint: Endpoint) -> bool:
+        return bool(getattr(endpoint, self.kind) == self.value)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value!r}"
+
+
+# A label that two kinds would share goes to the first: S.C.Z meant a cluster before accounts
+# and regions qualified names, and a client relying on it keeps its answer.
+QUALIFIER_KINDS = ("cluster", "account", "region")
+
+
+def qualifier_labels(service: Service) -> tuple[dict[str, Qualifier], list[str]]:
+    """The qualifying labels of the service's names (S.<label>.Z): its clusters (those ECS
+    reported with a task), accounts and regions, and warnings for those that lost their label
+    to another."""
+    claimed: dict[str, list[Qualifier]] = {}
+    for kind in QUALIFIER_KINDS:
+        values = {getattr(e, kind) for e in service.endpoints if kind != "cluster" or e.task_arn}
+        for value in sorted(values - {""}):
+            claimed.setdefault(normalize_service_name(value), []).append(Qualifier(kind, value))
+    labels: dict[str, Qualifier] = {}
     warnings: list[str] = []
-    for label, clusters in sorted(by_label.items()):
-        labels[clusters[0]] = label
-        if len(clusters) > 1:
-            others = ", ".join(repr(c) for c in clusters[1:])
+    for label, qualifiers in sorted(claimed.items()):
+        labels[label] = qualifiers[0]
+        if len(qualifiers) > 1:
+            others = ", ".join(str(q) for q in qualifiers[1:])
             warnings.append(
-                f"clusters {clusters[0]!r} and {others} share the DNS label {label!r}: "
-                f"{service.name}.{label} answers for {clusters[0]!r} only"
+                f"{qualifiers[0]} and {others} share the DNS label {label!r}: "
+                f"{service.name}.{label} answers for {qualifiers[0]} only"
             )
     return labels, warnings
 

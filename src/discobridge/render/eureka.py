@@ -150,9 +150,9 @@ class EurekaRenderer:
         known = {i.instance_id: (i, p) for i, p in zip(known_row, known_pieces, strict=True)}
         instances: list[Instance] = []
         pieces: list[tuple[str, Piece]] = []
-        for endpoint in service.endpoints:
-            before = known.pop(endpoint.address, None)
-            instance, piece = self._instance(name, endpoint, before, now)
+        for endpoint, instance_id in zip(service.endpoints, instance_ids(service), strict=True):
+            before = known.pop(instance_id, None)
+            instance, piece = self._instance(name, endpoint, instance_id, before, now)
             if previous is not None and (before is None or piece is not before[1]):
                 action = "MODIFIED" if before is not None else "ADDED"
                 changes.append(Change(now, action, app, instance.instance_id, with_action(piece, action)))
@@ -164,7 +164,7 @@ class EurekaRenderer:
         return _Application(tuple(instances), as_json, MappingProxyType(locations), Compressed.of(as_json, as_xml))
 
     def _instance(
-        self, name: str, endpoint: Endpoint, known: tuple[Instance, Piece] | None, now: float
+        self, name: str, endpoint: Endpoint, instance_id: str, known: tuple[Instance, Piece] | None, now: float
     ) -> tuple[Instance, Piece]:
         """The instance for `endpoint` and its encoding: the known one when nothing served changed."""
         if known is not None and (known[0].endpoint is endpoint or _visible(known[0].endpoint) == _visible(endpoint)):
@@ -172,15 +172,24 @@ class EurekaRenderer:
             return instance, known[1]  # the same bytes, the same timestamps
         now_ms = int(now * 1000)
         first_seen = known[0].first_seen_ms if known else now_ms
-        rendered = render_instance(name, endpoint, self._paths, first_seen, now_ms)
-        instance = Instance(endpoint.address, name.upper(), rendered["status"], first_seen, endpoint)
+        rendered = render_instance(name, endpoint, instance_id, self._paths, first_seen, now_ms)
+        instance = Instance(instance_id, name.upper(), rendered["status"], first_seen, endpoint)
         return instance, encode_instance(rendered, "ADDED")
 
 
 def _visible(endpoint: Endpoint) -> tuple[object, ...]:
     """The endpoint's fields that an instance shows: equal ones render equal instances."""
     e = endpoint
-    return (e.service, e.host_ip, e.host_port, e.health, e.az, e.source, e.cluster, e.task_arn)
+    return (e.service, e.host_ip, e.host_port, e.health, e.az, e.source, e.cluster, e.task_arn, e.account, e.region,
+            e.ports)  # fmt: skip
+
+
+def instance_ids(service: Service) -> list[str]:
+    """Each endpoint's instanceId: its host:port, which clients show and log; where two accounts
+    or regions have an endpoint at one address (overlapping VPC CIDRs), "host:port@account.region"
+    for those, as an instanceId must be unique in its application."""
+    counts = Counter(e.address for e in service.endpoints)
+    return [e.address if counts[e.address] == 1 else f"{e.address}@{e.account}.{e.region}" for e in service.endpoints]
 
 
 def _recent(changes: list[Change], now: float) -> tuple[Change, ...]:

@@ -41,7 +41,7 @@ class EurekaPaths:
 
 
 def render_instance(
-    name: str, endpoint: Endpoint, paths: EurekaPaths, first_seen_ms: int, updated_ms: int
+    name: str, endpoint: Endpoint, instance_id: str, paths: EurekaPaths, first_seen_ms: int, updated_ms: int
 ) -> dict[str, Any]:
     """One instance with every standard key and none other (Spring rejects unknown keys)."""
     ip, port = endpoint.host_ip, endpoint.host_port
@@ -59,7 +59,7 @@ def render_instance(
         "management.port": str(endpoint.port("management") or endpoint.port("metrics") or ""),
     }
     return {
-        "instanceId": endpoint.address,
+        "instanceId": instance_id,
         "hostName": ip,
         "app": name.upper(),
         "ipAddr": ip,

@@ -22,6 +22,7 @@ IGNORED, MALFORMED = "ignored", "malformed"
 
 @dataclass(frozen=True, slots=True)
 class TaskChange:
+    account_id: str  # the 12 digits of the cluster's ARN: events of many accounts share a bus
     region: str
     cluster: str  # the cluster's name
     task: TaskFacts
@@ -29,6 +30,7 @@ class TaskChange:
 
 @dataclass(frozen=True, slots=True)
 class InstanceChange:
+    account_id: str
     region: str
     cluster: str
     arn: str  # the container instance
@@ -47,17 +49,18 @@ def read_event(event: Any) -> TaskChange | InstanceChange | str:
     if not isinstance(detail, Mapping) or not isinstance(region, str) or not region:
         return MALFORMED
     cluster = detail.get("clusterArn")
-    if not isinstance(cluster, str) or not cluster.startswith("arn:"):
+    if not isinstance(cluster, str) or not cluster.startswith("arn:") or cluster.count(":") < 5:
         return MALFORMED
+    account_id = cluster.split(":")[4]
     if kind == TASK_CHANGE:
         facts = task_facts(detail)
         if facts is None or not facts.version:
             return MALFORMED  # without a version an event cannot be ordered: the poll has it
-        return TaskChange(region, last_segment(cluster), facts)
+        return TaskChange(account_id, region, last_segment(cluster), facts)
     arn, status, version = detail.get("containerInstanceArn"), detail.get("status"), _version(detail.get("version"))
     if not isinstance(arn, str) or not arn or not isinstance(status, str) or not version:
         return MALFORMED
-    return InstanceChange(region, last_segment(cluster), arn, status == "DRAINING", version)
+    return InstanceChange(account_id, region, last_segment(cluster), arn, status == "DRAINING", version)
 
 
 def _version(value: Any) -> int:

@@ -233,9 +233,13 @@ class EcsSource:
         clock: Callable[[], float] = time.monotonic,
         events: EventStatus | None = None,
         reconcile_s: float = 300.0,
+        takes_events_of: Callable[[str], bool] = lambda account_id: True,
     ) -> None:
         self._aws = aws
         self._account, self._region = account, region
+        # Whether an event from the AWS account with this id is this source's (one bus carries
+        # the events of every account; the local account's id is whatever no role names).
+        self._takes_events_of = takes_events_of
         self.events = events
         self._reconcile_s = reconcile_s
         self.scope = scope_id(SOURCE, account, region)
@@ -278,12 +282,17 @@ class EcsSource:
 
     async def apply_events(self, events: Sequence[Any]) -> list[str]:
         """Apply a batch of decoded events; each one's outcome, in order. Events of clusters
-        this source does not read (or of another region) are ignored."""
+        this source does not read (or of another account or region) are ignored."""
         outcomes: list[str] = []
         routed: dict[str, list[tuple[int, TaskChange | InstanceChange]]] = {}
         for event in events:
             change = read_event(event)
-            if isinstance(change, str) or change.region != self._region or change.cluster not in self._partitions:
+            if (
+                isinstance(change, str)
+                or change.region != self._region
+                or not self._takes_events_of(change.account_id)
+                or change.cluster not in self._partitions
+            ):
                 outcomes.append(change if isinstance(change, str) else IGNORED)
                 continue
             routed.setdefault(change.cluster, []).append((len(outcomes), change))
