@@ -439,3 +439,24 @@ async def test_the_ns_name_is_reserved_even_from_a_service_called_ns(server: Dns
     assert rrset_values(await server.udp(f"_ns._tcp.{ZONE}", "SRV"), "SRV")  # the service keeps its other names
     snapshot = server.store.current
     assert snapshot is not None and any("zone's name server" in w for w in snapshot.warnings)
+
+
+async def test_account_and_region_names_and_a_cluster_named_like_an_account(server: Dns) -> None:
+    server.publish(
+        [
+            make_endpoint("orders", 1, cluster="main"),  # local/us-east-1
+            make_endpoint("orders", 2, cluster="main", account="prod", region="eu-west-1", az="eu-west-1a"),
+            make_endpoint("orders", 3, cluster="prod", account="staging"),  # a cluster called like an account
+        ]
+    )
+    ports = {name: sorted(i.port for r in (await server.udp(f"orders.{name}.{ZONE}", "SRV")).answer for i in r)
+             for name in ("local", "eu-west-1", "us-east-1", "staging", "main", "prod")}  # fmt: skip
+    assert ports == {
+        "local": [32769], "eu-west-1": [32770], "us-east-1": [32769, 32771], "staging": [32771],
+        "main": [32769, 32770],
+        "prod": [32771],  # the cluster keeps S.prod.Z: it had it before accounts named anything
+    }  # fmt: skip
+    assert server.store.current is not None
+    assert "cluster 'prod' and account 'prod' share the DNS label 'prod': orders.prod answers for cluster 'prod' only" in (
+        server.store.current.warnings
+    )
