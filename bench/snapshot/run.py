@@ -30,6 +30,7 @@ def estate(services: int, per_service: int) -> tuple[Endpoint, ...]:
         Endpoint(
             f"svc-{s}", f"10.{s // 250}.{s % 250}.{e + 1}", 32768 + e, Health.HEALTHY, "us-east-1a", "ecs",
             cluster="prod", task_arn=f"arn:aws:ecs:us-east-1:1:task/prod/{s * per_service + e:032x}",
+            account="local", region="us-east-1",
         )
         for s in range(services)
         for e in range(per_service)

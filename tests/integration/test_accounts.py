@@ -122,6 +122,17 @@ async def test_three_accounts_in_two_regions_are_one_estate_in_dns_v1_and_eureka
              ("staging", "us-east-1", True): 1}
         )  # fmt: skip
 
+        # Prometheus discovery and the status page say where each endpoint is too.
+        _, body = await daemon_get(daemon, "/v1/prometheus/targets")
+        labelled = Counter(
+            f"{g['labels']['__meta_discobridge_account']}/{g['labels']['__meta_discobridge_region']}"
+            for g in json.loads(body)
+            for _ in g["targets"]
+        )
+        assert labelled == EVERYWHERE
+        _, page = await daemon_get(daemon, "/")
+        assert all(place.encode() in page for place in EVERYWHERE)
+
 
 async def test_one_address_in_two_accounts_is_two_endpoints_everywhere(
     fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
