@@ -46,8 +46,10 @@ def account_region_readers(
     `shared_services` (the snapshot object, the events queue) and STS for the others' roles."""
     readers: list[AccountRegionReader] = []
     roles: dict[str, AssumedRole] = {}  # one per account: its regions share its credentials
-    # Events of every account reach one topic, each routed by the account id in its ARNs.
-    member_ids = frozenset(a.account_id for a in config.accounts)
+    # Events of every account reach one topic, each routed by the account id in its ARNs and its
+    # region; the local account's id is whatever no role names in that region (a role may well be
+    # in the local account itself, to read its other regions).
+    claimed = {(where.account_id, where.region) for where in config.account_regions() if where.account_id}
     for where in config.account_regions():
         services = ["ecs", "ec2", *(["servicediscovery"] if where.namespaces else [])]
         role = None
@@ -86,7 +88,9 @@ def account_region_readers(
             clock=clock,
             events=events,
             reconcile_s=config.events.reconcile_s,
-            takes_events_of=_takes_events_of(where.account_id, member_ids),
+            takes_events_of=_takes_events_of(
+                where.account_id, frozenset(account_id for account_id, region in claimed if region == where.region)
+            ),
         )
         cloudmap = (
             CloudMapSource(
@@ -99,9 +103,10 @@ def account_region_readers(
     return readers
 
 
-def _takes_events_of(own_id: str | None, member_ids: frozenset[str]) -> Callable[[str], bool]:
-    """Which AWS account ids' events an account's ECS source takes: its role's account, or, for
-    the local account (whose id the config never names), every account no role names."""
+def _takes_events_of(own_id: str | None, claimed_here: frozenset[str]) -> Callable[[str], bool]:
+    """Which AWS account ids' events an account's ECS source (of one region) takes: its role's
+    account, or, for the local account (whose id the config never names), every account no role
+    names in that region."""
     if own_id is not None:
         return lambda account_id: account_id == own_id
-    return lambda account_id: account_id not in member_ids
+    return lambda account_id: account_id not in claimed_here

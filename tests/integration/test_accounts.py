@@ -15,6 +15,7 @@ import pytest
 from aiobotocore.session import AioSession
 from py_eureka_client import eureka_basic
 
+from discobridge import aws_roles
 from discobridge.app import Daemon
 from discobridge.aws_budget import AWS_BUCKETS
 from discobridge.fakeaws.estate import Estate
@@ -169,8 +170,9 @@ async def test_one_address_in_two_accounts_is_two_endpoints_everywhere(
 
 
 async def test_a_denied_role_fails_its_account_alone_keeping_its_data_and_naming_it(
-    fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
+    fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(aws_roles, "RETRY_S", 0.5)  # how soon a denied role is tried again (30 s)
     orders_everywhere(estates)
     clock = ShiftedUtc()
     health = {"max_staleness_s": 2.0}
@@ -204,6 +206,21 @@ async def test_a_denied_role_fails_its_account_alone_keeping_its_data_and_naming
         assert status == 503 and "ecs cluster main in staging/us-east-1" in json.loads(body)["reason"]
         _, page = await daemon_get(daemon, "/")
         assert b"staging/us-east-1" in page and b"AccessDenied" in page
+        denied = assume_role_calls(daemon, "AccessDenied")
+        assert denied <= 2 + 10 / aws_roles.RETRY_S  # tried again at most every RETRY_S, not per call
+
+        # The trust is restored: the account recovers by itself.
+        fake_aws.faults.clear()
+        assert await daemon.store.wait_until(lambda: _verdict(daemon)[0] == 200, 10)
+        assert failed_refreshes(daemon, "staging") == 0
+        assert (await daemon_get(daemon, "/healthz"))[0] == 200
+
+
+def _verdict(daemon: Daemon) -> tuple[int, str]:
+    from discobridge.frontends.health import judge  # noqa: PLC0415
+
+    verdict = judge(daemon.store, max_staleness_s=daemon.config.health.max_staleness_s, shutting_down=False)
+    return (200 if verdict.healthy else 503), verdict.reason
 
 
 def _unhealthy_for(daemon: Daemon) -> list[str]:
@@ -335,3 +352,29 @@ async def test_events_of_every_account_reach_one_topic_and_change_their_own_part
         registry = daemon.metrics.registry
         assert counted(registry, "discobridge_events_received_total", outcome="applied") >= 1
         assert counted(registry, "discobridge_events_received_total", outcome="ignored") == 0
+
+
+async def test_a_role_in_the_local_account_reads_its_other_region_and_events_still_reach_both(
+    fake_aws: FakeAws, aio_session: AioSession
+) -> None:
+    home, away = Estate(fake_aws.url), Estate(fake_aws.url, "eu-west-1")  # one account, two regions
+    (home_task,) = home.web_service("main", "orders")
+    (away_task,) = away.web_service("main", "orders")
+    topic = home.events_topic()
+    away.forward_events(topic)
+    local_eu = {"name": "local-eu", "role_arn": role(home.account_id), "regions": ["eu-west-1"]}
+    polls = {"poll_interval_s": FAR, "health_refresh_s": FAR}
+    events = {"topic_arn": topic, "reconcile_s": FAR}
+    async with running(
+        fake_aws.url, aio_session, accounts=[local_eu], ecs=polls, events=events, events_wait_s=1
+    ) as daemon:
+        both = Counter({"local/us-east-1": 1, "local-eu/eu-west-1": 1})
+        assert await daemon.store.wait_until(lambda: where(served(daemon)) == both, 15)
+        assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
+        assert await daemon.store.wait_until(
+            lambda: counted(daemon.metrics.registry, "discobridge_source_refreshes_total") >= 4, 10
+        )
+        home.stop("main", home_task)  # the local account's own region: no role claims it there
+        assert await daemon.store.wait_until(lambda: where(served(daemon)) == Counter({"local-eu/eu-west-1": 1}), 10)
+        away.stop("main", away_task)
+        assert await daemon.store.wait_until(lambda: not served(daemon), 10)

@@ -457,6 +457,7 @@ async def test_account_and_region_names_and_a_cluster_named_like_an_account(serv
         "prod": [32771],  # the cluster keeps S.prod.Z: it had it before accounts named anything
     }  # fmt: skip
     assert server.store.current is not None
-    assert "cluster 'prod' and account 'prod' share the DNS label 'prod': orders.prod answers for cluster 'prod' only" in (
-        server.store.current.warnings
+    assert (
+        "cluster 'prod' and account 'prod' share the DNS label 'prod': orders.prod answers for cluster 'prod' only"
+        in (server.store.current.warnings)
     )
