@@ -67,6 +67,13 @@ def counted(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return total
 
 
+def reconciled_since_events(source: Any) -> bool:
+    """Whether an ECS source's events flow and each of its clusters has had a full poll that
+    began after they started: from then on, changes reach it by events alone."""
+    since = source.events.live_since if source.events is not None else None
+    return since is not None and all(p.reconciled_at is not None and p.reconciled_at >= since for p in source.known())
+
+
 async def dns_records(daemon: Any, name: str, rdtype: str) -> list[str]:
     """The sorted answer records for `name` in a running daemon's zone, asked over UDP."""
     import dns.asyncquery  # noqa: PLC0415 - only tests that run a daemon need it

@@ -15,7 +15,6 @@ from discobridge.aws_loop import AwsLoop
 from discobridge.aws_roles import AssumedRole, UtcNow
 from discobridge.config import AccountRegion, Config
 from discobridge.metrics import Metrics
-from discobridge.sources.base import EventStatus
 from discobridge.sources.cloudmap.source import CloudMapSource
 from discobridge.sources.ecs.cache import EcsCache
 from discobridge.sources.ecs.source import EcsSource
@@ -35,7 +34,7 @@ def account_region_readers(
     metrics: Metrics,
     loop: AwsLoop,
     cache: EcsCache,
-    events: EventStatus | None,
+    events: bool,
     clock: Callable[[], float],
     utc_now: UtcNow,
     shared_services: Sequence[str] = (),
@@ -46,15 +45,12 @@ def account_region_readers(
     `shared_services` (the snapshot object, the events queue) and STS for the others' roles."""
     readers: list[AccountRegionReader] = []
     roles: dict[str, AssumedRole] = {}  # one per account: its regions share its credentials
-    # Events of every account reach one topic, each routed by the account id in its ARNs and its
-    # region; the local account's id is whatever no role names in that region (a role may well be
-    # in the local account itself, to read its other regions).
-    claimed = {(where.account_id, where.region) for where in config.account_regions() if where.account_id}
     for where in config.account_regions():
         services = ["ecs", "ec2", *(["servicediscovery"] if where.namespaces else [])]
         role = None
         if where.role_arn is None:
-            services += [*shared_services, *(["sts"] if config.accounts else [])]
+            # STS: the other accounts' roles, and this account's own id (to tell its events).
+            services += [*shared_services, *(["sts"] if config.accounts or events else [])]
         else:
             role = roles.get(where.account)
             if role is None:
@@ -88,9 +84,10 @@ def account_region_readers(
             clock=clock,
             events=events,
             reconcile_s=config.events.reconcile_s,
-            takes_events_of=_takes_events_of(
-                where.account_id, frozenset(account_id for account_id, region in claimed if region == where.region)
-            ),
+            # Events of every account and region reach one topic: each tells its own by account
+            # id and region. Only the local account's own region's come without forwarding.
+            account_id=where.account_id,
+            forwarded=where.role_arn is not None,
         )
         cloudmap = (
             CloudMapSource(
@@ -101,12 +98,3 @@ def account_region_readers(
         )
         readers.append(AccountRegionReader(where, aws, ecs, cloudmap))
     return readers
-
-
-def _takes_events_of(own_id: str | None, claimed_here: frozenset[str]) -> Callable[[str], bool]:
-    """Which AWS account ids' events an account's ECS source (of one region) takes: its role's
-    account, or, for the local account (whose id the config never names), every account no role
-    names in that region."""
-    if own_id is not None:
-        return lambda account_id: account_id == own_id
-    return lambda account_id: account_id not in claimed_here

@@ -37,7 +37,7 @@ from discobridge.render.status import StatusSections
 from discobridge.snapshot_file import LocalSnapshot, decode
 from discobridge.snapshot_s3 import S3Snapshot
 from discobridge.snapshot_saver import SnapshotSaver, SnapshotTarget
-from discobridge.sources.base import EventStatus, Source
+from discobridge.sources.base import Source
 from discobridge.sources.ecs.cache import EcsCache
 from discobridge.store import SnapshotStore
 
@@ -84,7 +84,6 @@ class Daemon:
         topic_arn = config.events.topic_arn
         self.aws_loop = AwsLoop()
         self.ecs_cache = EcsCache(clock=clock)
-        self.events_status = EventStatus() if topic_arn else None
         # What the local account's clients hold for everyone: the snapshot object, the events queue.
         shared = [*(["s3"] if snapshot_path.startswith("s3://") else []), *(["sqs", "sns"] if topic_arn else [])]
         readers = account_region_readers(
@@ -92,7 +91,7 @@ class Daemon:
             metrics=self.metrics,
             loop=self.aws_loop,
             cache=self.ecs_cache,
-            events=self.events_status,
+            events=topic_arn is not None,
             clock=clock,
             utc_now=utc_now,
             shared_services=shared,
@@ -124,14 +123,13 @@ class Daemon:
                 topic_arn=topic_arn,
                 queue_prefix=config.events.queue_prefix,
                 sinks=self.ecs_sources,
-                status=self.events_status,
                 metrics=self.metrics,
                 poll_interval_s=config.ecs.poll_interval_s,
                 clock=clock,
                 after_batch=self.store.wake_waiters,
                 wait_s=events_wait_s,
             )
-            if topic_arn and self.events_status
+            if topic_arn
             else None
         )
         for source, _ in self.sources:

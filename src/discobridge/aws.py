@@ -48,7 +48,8 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "sqs": AWS_BUCKETS["sqs"].operations,  # every SQS call draws on one bucket: the list is there
     "sns": frozenset({"Subscribe", "Unsubscribe", "ListSubscriptionsByTopic"}),
     # [[accounts]]: the roles discobridge reads other accounts through (aws_roles.AssumedRole).
-    "sts": frozenset({"AssumeRole"}),
+    # and the local account's own id, which tells its ECS events from other accounts' on one bus.
+    "sts": frozenset({"AssumeRole", "GetCallerIdentity"}),
 }
 
 # An SQS long poll holds its request open for up to 20 s by design: its client waits that much longer.
@@ -256,7 +257,7 @@ class AwsClients:
             try:
                 response: dict[str, Any] = await self._attempt(method, operation, params, bucket, abandon)
             except AwsCallError as exc:
-                if exc.code in _THROTTLE_CODES:
+                if exc.code in _THROTTLE_CODES and exc.operation == operation:  # not STS's, for credentials
                     bucket.throttled()
                 if not exc.retryable or attempt == last:
                     raise
@@ -333,7 +334,7 @@ class AwsClients:
         try:
             yield
         except AwsCallError as exc:  # raised by a credential refresh inside this call (aws_roles)
-            outcome = exc.code
+            outcome = f"{exc.operation}:{exc.code}"  # "AssumeRole:AccessDenied": not this call's own error
             raise
         except ClientError as exc:
             error = exc.response.get("Error", {})

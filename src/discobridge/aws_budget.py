@@ -56,8 +56,9 @@ AWS_BUCKETS: Mapping[str, AwsBucket] = {
     # https://docs.aws.amazon.com/general/latest/gr/sns.html: the lowest of these three is 30/s.
     "sns-subscriptions": AwsBucket(30, 30, frozenset({"Subscribe", "Unsubscribe", "ListSubscriptionsByTopic"})),
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html (STS: 600/s).
-    # Credential refreshes call it inside another call, outside the budget: once an hour a role.
-    "sts": AwsBucket(600, 600, frozenset({"AssumeRole"})),
+    # Credential refreshes call AssumeRole inside another call, outside the budget (every 45
+    # minutes a role); GetCallerIdentity is called once, when events start.
+    "sts": AwsBucket(600, 600, frozenset({"AssumeRole", "GetCallerIdentity"})),
 }
 
 

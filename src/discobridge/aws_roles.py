@@ -1,6 +1,7 @@
 """Credentials for another AWS account ([[accounts]]): its role, assumed through the local
 account's STS client and renewed by botocore's refreshing credentials shortly before they expire
-(15 minutes ahead; 10 minutes ahead every call waits for it), never once per call.
+(from 15 minutes ahead; while STS fails the credentials in hand are used until 2 minutes are
+left), never once per call.
 
 A failed AssumeRole (AccessDenied, a revoked trust policy) fails only that account's calls, with
 the role named; it is tried again at most every RETRY_S, however many of its calls come meanwhile.
@@ -50,7 +51,7 @@ class AssumedRole:
         self._now, self._clock = now, clock
         self._failure: tuple[float, AwsCallError] | None = None
         # One object for every region of the account: one AssumeRole per hour, not one per region.
-        self._credentials = AioDeferredRefreshableCredentials(
+        self._credentials = _RoleCredentials(
             refresh_using=self._assume, method="discobridge-assume-role", time_fetcher=now
         )
 
@@ -64,8 +65,9 @@ class AssumedRole:
     async def _assume(self) -> dict[str, Any]:
         """botocore's refresh (on the AWS loop, inside one of the account's calls)."""
         if self._failure is not None and self._clock() - self._failure[0] < RETRY_S:
+            # Not retryable: the call fails at once, and its partition backs off as for any failure.
             failed = self._failure[1]
-            raise AwsCallError("AssumeRole", failed.code, failed.message, retryable=failed.retryable)
+            raise AwsCallError("AssumeRole", failed.code, failed.message)
         params = {"RoleArn": self.role_arn, "RoleSessionName": self._session_name}
         if self._external_id:
             params["ExternalId"] = self._external_id
@@ -102,13 +104,20 @@ class AssumedRole:
         return self._now() + (expiration - issued)
 
 
+class _RoleCredentials(AioDeferredRefreshableCredentials):  # type: ignore[misc]  # aiobotocore is untyped
+    # botocore renews 15 minutes ahead and, from 10 minutes ahead, makes every call wait for the
+    # renewal and fail with it. An hour's credentials are good to their last minute: while STS
+    # fails, the account's calls go on with them until 2 minutes are left.
+    _mandatory_refresh_timeout = 2 * 60
+
+
 class _Given:
     """A credential provider that hands out one credentials object: the role's."""
 
     METHOD = "discobridge-assume-role"
 
-    def __init__(self, credentials: AioDeferredRefreshableCredentials) -> None:
+    def __init__(self, credentials: _RoleCredentials) -> None:
         self._credentials = credentials
 
-    async def load(self) -> AioDeferredRefreshableCredentials:
+    async def load(self) -> _RoleCredentials:
         return self._credentials

@@ -37,13 +37,22 @@ RETRY_CAP_S = 60.0
 class EventSink(Protocol):
     """A source that takes events: ECS in one account and region."""
 
+    async def prepare_for_events(self) -> None:
+        """What it needs to know before it can tell its events (its account's id); raise if
+        that cannot be learned now (the feed is then down, and tries again)."""
+        ...
+
     async def apply_events(self, events: Sequence[Any]) -> list[str]:
         """Each event's outcome, in order: "applied", "stale", "ignored" (not this source's)
         or "malformed"."""
         ...
 
-    def nudge_all(self) -> None:
-        """Refresh every partition now."""
+    def events_up(self, since: float) -> None:
+        """The subscription works since `since`: this source's events may flow."""
+        ...
+
+    def events_down(self, problem: str) -> None:
+        """Events stopped (`problem` says why): poll instead, from now."""
         ...
 
 
@@ -57,7 +66,6 @@ class EventFeed:
         topic_arn: str,
         queue_prefix: str,
         sinks: Sequence[EventSink],
-        status: EventStatus,
         metrics: Metrics,
         poll_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -69,7 +77,7 @@ class EventFeed:
         self._aws = aws
         self._topic_arn, self._prefix = topic_arn, queue_prefix
         self._sinks = tuple(sinks)
-        self.status = status
+        self.status = EventStatus()  # the subscription's; each sink keeps its own from it
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
         self._clock, self._wall_clock, self._jitter = clock, wall_clock, jitter
@@ -109,6 +117,8 @@ class EventFeed:
     async def step(self) -> None:
         """Open the queue if there is none, then one long poll and what it brought."""
         if self._queue is None:
+            for sink in self._sinks:
+                await sink.prepare_for_events()
             queue = EventQueue(
                 aws=self._aws,
                 topic_arn=self._topic_arn,
@@ -197,7 +207,8 @@ class EventFeed:
         if self.status.live_since is None:
             self.status.live_since, self.status.problem = self._clock(), ""
             log.info("events_flowing", queue=self.queue_name, then="one full poll, then reconcile")
-            self._nudge()
+            for sink in self._sinks:
+                sink.events_up(self.status.live_since)
 
     async def _down(self, exc: Exception) -> None:
         problem = f"ECS events: {exc}; polling every {self._poll_interval_s:g} s until the queue works again"
@@ -205,14 +216,11 @@ class EventFeed:
             log.warning("events_down", queue=self.queue_name, error=str(exc), fallback_s=self._poll_interval_s)
         changed = self.status.live_since is not None or not self.status.problem
         self.status.live_since, self.status.problem = None, problem
-        if changed:
-            self._nudge()  # polling takes over first; then whatever cleaning up the queue takes
+        if changed:  # polling takes over first; then whatever cleaning up the queue takes
+            for sink in self._sinks:
+                sink.events_down(problem)
         if not isinstance(exc, AwsCallError) or exc.code in QUEUE_GONE:
             await self._close()  # a deleted (or unknown-state) queue is not reused: the next step makes a new one
-
-    def _nudge(self) -> None:
-        for sink in self._sinks:
-            sink.nudge_all()
 
     async def _close(self) -> None:
         queue, self._queue = self._queue, None

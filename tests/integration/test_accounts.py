@@ -21,7 +21,7 @@ from discobridge.aws_budget import AWS_BUCKETS
 from discobridge.fakeaws.estate import Estate
 from discobridge.fakeaws.server import FakeAws
 from tests.conftest import daemon_get, make_config, running
-from tests.helpers import ShiftedUtc, counted, dns_records
+from tests.helpers import ShiftedUtc, counted, dns_records, reconciled_since_events
 
 PROD_ID, STAGING_ID, QA_ID = "111111111111", "222222222222", "333333333333"
 EXTERNAL_ID = "discobridge-staging"
@@ -230,24 +230,34 @@ def _unhealthy_for(daemon: Daemon) -> list[str]:
 
 
 async def test_credentials_expiring_during_a_run_are_renewed_once_with_no_failed_poll(
-    fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
+    fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(aws_roles, "RETRY_S", 0.5)
     orders_everywhere(estates)
     clock = ShiftedUtc()
     async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING], utc_now=clock) as daemon:
+        registry = daemon.metrics.registry
         assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
         assert assume_role_calls(daemon) == 2
-        refreshes = counted(daemon.metrics.registry, "discobridge_source_refreshes_total")
-        # 50 minutes on, the hour's credentials have 10 left: inside botocore's refresh window.
+
+        # 50 minutes on, the hour's credentials have 10 left: due for renewal, and STS is down.
+        fake_aws.faults.fail("AssumeRole", code="ServiceUnavailable", status=503, message="try again")
         clock.shift += timedelta(minutes=50)
-        assert await daemon.store.wait_until(lambda: assume_role_calls(daemon) == 4, 10)
-        # Renewed once per account, then used again for every call of many more refreshes.
+        assert await daemon.store.wait_until(lambda: assume_role_calls(daemon, "ServiceUnavailable") >= 4, 10)
+        refreshes = counted(registry, "discobridge_source_refreshes_total")
         assert await daemon.store.wait_until(
-            lambda: counted(daemon.metrics.registry, "discobridge_source_refreshes_total") > refreshes + 40, 15
+            lambda: counted(registry, "discobridge_source_refreshes_total") > refreshes + 20, 10
+        )  # the credentials in hand are still good: every account keeps being read
+
+        # STS is back: renewed once per account, then used for every call of many more refreshes.
+        fake_aws.faults.clear()
+        assert await daemon.store.wait_until(lambda: assume_role_calls(daemon) == 4, 10)
+        refreshes = counted(registry, "discobridge_source_refreshes_total")
+        assert await daemon.store.wait_until(
+            lambda: counted(registry, "discobridge_source_refreshes_total") > refreshes + 40, 15
         )
         assert assume_role_calls(daemon) == 4
-        assert counted(daemon.metrics.registry, "discobridge_source_refreshes_total", outcome="error") == 0
-        assert assume_role_calls(daemon, "AccessDenied") == 0
+        assert counted(registry, "discobridge_source_refreshes_total", outcome="failed") == 0
 
 
 async def test_a_throttled_account_and_region_slows_its_own_budget_only(
@@ -334,21 +344,25 @@ async def test_events_of_every_account_reach_one_topic_and_change_their_own_part
     topic = estates["local"].events_topic()
     for name in ("prod/us-east-1", "prod/eu-west-1", "staging/us-east-1"):
         estates[name].forward_events(topic)  # each member account's rule, to the central bus
-    polls = {"poll_interval_s": FAR, "health_refresh_s": FAR}
+    # A configured cluster has its partition before any listing: the nudge when events come up finds it.
+    polls = {"clusters": ["shop"], "poll_interval_s": FAR, "health_refresh_s": FAR}
     events = {"topic_arn": topic, "reconcile_s": FAR}
     async with running(
         fake_aws.url, aio_session, accounts=[PROD, STAGING], ecs=polls, events=events, events_wait_s=1
     ) as daemon:
         assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
         assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
-        assert await daemon.store.wait_until(
-            lambda: counted(daemon.metrics.registry, "discobridge_source_refreshes_total") >= 8, 10
-        )
+        # The local cluster's full poll after subscribing; the others are forwarded, so they poll
+        # until their first event arrives.
+        assert await daemon.store.wait_until(lambda: reconciled_since_events(daemon.ecs_sources[0]), 10)
+        assert [s.events.live_since is not None for s in daemon.ecs_sources if s.events] == [True, False, False, False]
         # Cluster "main" of staging loses its task: only that partition changes, though prod has
         # a cluster "main" in the same region (the event's account id tells them apart).
         estates["staging/us-east-1"].stop("main", tasks["staging/us-east-1"])
         assert await daemon.store.wait_until(lambda: "staging/us-east-1" not in where(served(daemon)), 10)
         assert where(served(daemon)) == EVERYWHERE - Counter({"staging/us-east-1": 1})
+        # Its first event shows its events are forwarded: staging now reconciles, prod still polls.
+        assert [s.events.live_since is not None for s in daemon.ecs_sources if s.events] == [True, False, False, True]
         registry = daemon.metrics.registry
         assert counted(registry, "discobridge_events_received_total", outcome="applied") >= 1
         assert counted(registry, "discobridge_events_received_total", outcome="ignored") == 0
@@ -363,7 +377,7 @@ async def test_a_role_in_the_local_account_reads_its_other_region_and_events_sti
     topic = home.events_topic()
     away.forward_events(topic)
     local_eu = {"name": "local-eu", "role_arn": role(home.account_id), "regions": ["eu-west-1"]}
-    polls = {"poll_interval_s": FAR, "health_refresh_s": FAR}
+    polls = {"clusters": ["main"], "poll_interval_s": FAR, "health_refresh_s": FAR}
     events = {"topic_arn": topic, "reconcile_s": FAR}
     async with running(
         fake_aws.url, aio_session, accounts=[local_eu], ecs=polls, events=events, events_wait_s=1
@@ -371,10 +385,33 @@ async def test_a_role_in_the_local_account_reads_its_other_region_and_events_sti
         both = Counter({"local/us-east-1": 1, "local-eu/eu-west-1": 1})
         assert await daemon.store.wait_until(lambda: where(served(daemon)) == both, 15)
         assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
-        assert await daemon.store.wait_until(
-            lambda: counted(daemon.metrics.registry, "discobridge_source_refreshes_total") >= 4, 10
-        )
+        assert await daemon.store.wait_until(lambda: reconciled_since_events(daemon.ecs_sources[0]), 10)
         home.stop("main", home_task)  # the local account's own region: no role claims it there
         assert await daemon.store.wait_until(lambda: where(served(daemon)) == Counter({"local-eu/eu-west-1": 1}), 10)
         away.stop("main", away_task)
         assert await daemon.store.wait_until(lambda: not served(daemon), 10)
+
+
+async def test_events_of_an_account_not_configured_are_ignored_even_for_a_cluster_of_the_same_name(
+    fake_aws: FakeAws, aio_session: AioSession
+) -> None:
+    home, stranger = Estate(fake_aws.url), Estate(fake_aws.url, "us-east-1", QA_ID)
+    (home_task,) = home.web_service("main", "orders")
+    (stranger_task,) = stranger.web_service("main", "orders")
+    topic = home.events_topic()
+    stranger.forward_events(topic)  # a bus admitting an account no [[accounts]] entry reads
+    polls = {"clusters": ["main"], "poll_interval_s": FAR, "health_refresh_s": FAR}
+    events = {"topic_arn": topic, "reconcile_s": FAR}
+    async with running(fake_aws.url, aio_session, ecs=polls, events=events, events_wait_s=1) as daemon:
+        assert await daemon.store.wait_until(lambda: len(served(daemon)) == 1, 15)
+        assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
+        registry = daemon.metrics.registry
+        assert await daemon.store.wait_until(lambda: reconciled_since_events(daemon.ecs_sources[0]), 10)
+        stranger.stop("main", stranger_task)
+        assert await daemon.store.wait_until(
+            lambda: counted(registry, "discobridge_events_received_total", outcome="ignored") >= 1, 10
+        )
+        assert [e.task_arn for e in served(daemon)] == [home_task]  # the local "main" untouched
+        home.stop("main", home_task)
+        assert await daemon.store.wait_until(lambda: not served(daemon), 10)
+        assert counted(registry, "discobridge_aws_calls_total", operation="GetCallerIdentity") == 1

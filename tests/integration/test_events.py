@@ -32,7 +32,7 @@ async def flowing(daemon: Daemon) -> None:
     assert daemon.events is not None
     assert await daemon.store.wait_for(0, timeout=10) is not None
     assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
-    assert await daemon.store.wait_until(lambda: counted(daemon, "discobridge_source_refreshes_total") >= 2, 10)
+    assert await daemon.store.wait_until(lambda: helpers.reconciled_since_events(daemon.ecs_sources[0]), 10)
 
 
 @asynccontextmanager

@@ -79,6 +79,11 @@ class ClusterPartition:
         self._parsed_from: tuple[int, int, frozenset[str]] | None = None
         self._touched_at = -float("inf")
 
+    @property
+    def reconciled_at(self) -> float | None:
+        """When the last full poll that succeeded began (None: none yet)."""
+        return self._reconciled_at
+
     async def refresh(self) -> Refreshed:
         live_since = self._events.live_since if self._events is not None else None
         started = self._clock()
@@ -231,16 +236,21 @@ class EcsSource:
         health_refresh_s: float = 60.0,
         max_drop_fraction: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
-        events: EventStatus | None = None,
+        events: bool = False,
         reconcile_s: float = 300.0,
-        takes_events_of: Callable[[str], bool] = lambda account_id: True,
+        account_id: str | None = None,
+        forwarded: bool = False,
     ) -> None:
         self._aws = aws
         self._account, self._region = account, region
-        # Whether an event from the AWS account with this id is this source's (one bus carries
-        # the events of every account; the local account's id is whatever no role names).
-        self._takes_events_of = takes_events_of
-        self.events = events
+        # The 12 digits that tell this account's events from others' on the one bus they share:
+        # a role's, or the local account's own, learned (GetCallerIdentity) before events flow.
+        self._account_id = account_id
+        # Forwarded from another account or region's bus: until one of its events arrives, no
+        # rule is known to forward them, so its clusters keep polling.
+        self._forwarded = forwarded
+        self._feed_since: float | None = None
+        self.events = EventStatus() if events else None
         self._reconcile_s = reconcile_s
         self.scope = scope_id(SOURCE, account, region)
         self.label = f"the ECS cluster list of {account}/{region}"
@@ -280,6 +290,27 @@ class EcsSource:
             self._partition(name, arn)
         return self.known()
 
+    async def prepare_for_events(self) -> None:
+        if self._account_id is None:
+            identity = await self._aws.call("sts", "GetCallerIdentity")
+            self._account_id = str(identity["Account"])
+
+    def events_up(self, since: float) -> None:
+        self._feed_since = since
+        if not self._forwarded:
+            self._events_live(since)
+
+    def events_down(self, problem: str) -> None:
+        self._feed_since = None
+        if self.events is not None:
+            self.events.live_since, self.events.problem = None, problem
+        self.nudge_all()
+
+    def _events_live(self, since: float) -> None:
+        if self.events is not None:
+            self.events.live_since, self.events.problem = since, ""
+        self.nudge_all()  # one full poll now: what came before `since` is read, not awaited
+
     async def apply_events(self, events: Sequence[Any]) -> list[str]:
         """Apply a batch of decoded events; each one's outcome, in order. Events of clusters
         this source does not read (or of another account or region) are ignored."""
@@ -290,13 +321,15 @@ class EcsSource:
             if (
                 isinstance(change, str)
                 or change.region != self._region
-                or not self._takes_events_of(change.account_id)
+                or change.account_id != self._account_id
                 or change.cluster not in self._partitions
             ):
                 outcomes.append(change if isinstance(change, str) else IGNORED)
                 continue
             routed.setdefault(change.cluster, []).append((len(outcomes), change))
             outcomes.append("")
+        if routed and self._forwarded and self._feed_since is not None and self.events and not self.events.live_since:
+            self._events_live(self._clock())  # the first forwarded event: a rule does forward them
         for cluster, items in routed.items():
             applied = await self._partitions[cluster].apply([change for _, change in items])
             for (index, _), outcome in zip(items, applied, strict=True):
