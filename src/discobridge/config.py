@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from discobridge.model import normalize_service_name
+
 
 class ConfigError(Exception):
     """A config file is unreadable or invalid; the message names the file, the key and the reason."""
@@ -484,7 +486,13 @@ def _check_accounts(config: Config) -> None:
     named like a cluster or a region would make S.<label>.Z ambiguous."""
     seen: dict[str, str] = {config.aws.account_name: "[aws] account_name"}
     ids: dict[str, str] = {}
-    clusters = {c.rsplit("/", 1)[-1].lower(): c for r in config.account_regions() for c in r.clusters if c != "*"}
+    # As DNS labels: a cluster Prod_1 would answer as S.prod-1.Z, so an account prod-1 clashes.
+    clusters = {
+        normalize_service_name(c.rsplit("/", 1)[-1]): c
+        for r in config.account_regions()
+        for c in r.clusters
+        if c != "*"
+    }
     regions = {r.region for r in config.account_regions()}
     for i, account in enumerate(config.accounts, 1):
         key = f"[[accounts]] #{i} name"

@@ -461,3 +461,15 @@ async def test_account_and_region_names_and_a_cluster_named_like_an_account(serv
         "cluster 'prod' and account 'prod' share the DNS label 'prod': orders.prod answers for cluster 'prod' only"
         in (server.store.current.warnings)
     )
+
+
+async def test_one_address_in_two_accounts_gets_two_srv_targets_even_when_their_names_are_long(server: Dns) -> None:
+    same = {"host_ip": "fd00:1:2:3:4:5:6:7", "host_port": 8080, "task_arn": "", "source": "cloudmap"}
+    long_names = ("a" * 60 + "-one", "a" * 60 + "-two")  # alike for far more than a label's 63 bytes
+    server.publish([make_endpoint("billing", n, account=name, **same) for n, name in enumerate(long_names)])
+    response = await server.udp(f"_billing._tcp.{ZONE}", "SRV")
+    targets = sorted(str(item.target) for rrset in response.answer for item in rrset)
+    assert len(targets) == 2 and targets[0] != targets[1]
+    assert all(len(t.split(".")[0]) <= 63 for t in targets)
+    for target in targets:
+        assert rrset_values(await server.udp(target, "AAAA"), "AAAA") == ["fd00:1:2:3:4:5:6:7"]

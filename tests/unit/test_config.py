@@ -223,11 +223,13 @@ def test_accounts_read_each_region_with_defaults_after_the_local_account(tmp_pat
          "[aws] account_name", "'local' is also a configured cluster"),
         (MINIMAL + PROD_ENTRY.replace('"prod"', '"eu-west-1"'), "[[accounts]] #1 name",
          "'eu-west-1' is also a configured region"),
+        (MINIMAL + PROD_ENTRY.replace('"prod"', '"prod-1"') + 'clusters = ["Prod_1"]\n', "[[accounts]] #1 name",
+         "'prod-1' is also a configured cluster ('Prod_1')"),
     ],
     ids=["accounts-not-array", "accounts-unknown-key", "accounts-no-role", "accounts-no-name", "accounts-name-chars",
          "accounts-role-arn", "accounts-region-twice", "accounts-region-shape", "accounts-external-id",
          "accounts-name-twice", "accounts-id-twice", "accounts-name-local", "accounts-name-is-cluster",
-         "local-name-is-cluster", "accounts-name-is-region"],
+         "local-name-is-cluster", "accounts-name-is-region", "accounts-name-is-cluster-as-dns-label"],
 )  # fmt: skip
 def test_bad_accounts_name_the_entry_the_key_and_the_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
     path = write(tmp_path, text)

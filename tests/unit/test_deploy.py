@@ -101,6 +101,20 @@ def test_member_account_role_grants_exactly_the_read_calls_to_the_central_task_r
     assert with_id == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
 
 
+def test_member_accounts_events_reach_the_topic_once_whatever_clusters_this_account_filters_to() -> None:
+    resources = _template("cloudformation.yaml")["Resources"]
+    local, members = resources["EcsEventsRule"], resources["MemberEcsEventsRule"]
+    assert local["Properties"]["EventPattern"]["account"] == [{"Ref": "AWS::AccountId"}]
+    assert members["Properties"]["EventPattern"]["account"] == {"Ref": "MemberAccountIds"}
+    assert "detail" not in members["Properties"]["EventPattern"]  # not cut by ClusterArns
+    assert members["Properties"]["Targets"][0]["Arn"] == {"Ref": "EventsTopic"}
+    (publish,) = resources["EventsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    _, both, _ = publish["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::If"]
+    assert both == [{"Fn::GetAtt": ["EcsEventsRule", "Arn"]}, {"Fn::GetAtt": ["MemberEcsEventsRule", "Arn"]}]
+    bus = resources["MemberEventsPolicy"]["Properties"]
+    assert bus["Statement"]["Principal"] == {"AWS": {"Ref": "MemberAccountIds"}}
+
+
 def test_the_config_the_template_writes_is_valid_with_member_accounts() -> None:
     template = _template("cloudformation.yaml")
     text = template["Resources"]["Config"]["Properties"]["Value"]["Fn::Sub"]

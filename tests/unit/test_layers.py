@@ -14,12 +14,14 @@ PACKAGE = ROOT / "src" / "discobridge"
 # Which of our modules each layer may import (prefix match on the dotted name after "discobridge.").
 ALLOWED: dict[str, set[str]] = {
     "model": set(),
-    "config": set(),
+    "config": {"model"},  # names checked as DNS will normalise them
     "metrics": set(),
     "logs": set(),
     "aws": {"config", "metrics", "aws_budget", "aws_loop"},
     "aws_loop": set(),
     "aws_budget": set(),
+    "aws_roles": {"aws"},
+    "accounts": {"aws", "aws_loop", "aws_roles", "config", "metrics", "sources"},
     "readiness": set(),
     "loop_lag": set(),
     "memory": set(),

@@ -22,6 +22,7 @@ overwritten silently.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -56,10 +57,15 @@ def target_labels(service: Service) -> dict[Endpoint, str]:
     VPC CIDRs), so every SRV record names its own target."""
     plain = {e: _label(e.task_id or f"{e.host_ip}-{e.host_port}") for e in service.endpoints}
     seen = Counter(plain.values())
-    return {
-        e: label if seen[label] == 1 else _label(f"{e.host_ip}-{e.host_port}-{e.account}-{e.region}")
-        for e, label in plain.items()
-    }
+    return {e: label if seen[label] == 1 else _unique_label(e) for e, label in plain.items()}
+
+
+def _unique_label(e: Endpoint) -> str:
+    """ip-port-account-region, cut to a label with a hash of the whole so that it stays unique."""
+    text = normalize_service_name(f"{e.host_ip}-{e.host_port}-{e.account}-{e.region}").strip("-")
+    if len(text) <= 63:
+        return text
+    return f"{text[:54]}-{hashlib.blake2b(text.encode(), digest_size=4).hexdigest()}"
 
 
 def _label(text: str) -> str:
