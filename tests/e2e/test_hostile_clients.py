@@ -12,6 +12,7 @@ import resource
 import socket
 import struct
 import time
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -89,11 +90,16 @@ async def answers(target: Target, transport: str = "udp") -> bool:
 
 
 async def healthz(target: Target) -> float:
-    """Seconds /healthz took to answer 200."""
-    started = time.monotonic()
-    async with aiohttp.ClientSession() as client, client.get(target.http + "/healthz") as response:
-        assert response.status == 200
-    return time.monotonic() - started
+    """Seconds /healthz took to answer 200, asked from a thread of its own: what the test's own
+    event loop is busy with (sending the attack) never counts against the daemon."""
+
+    def ask() -> float:
+        started = time.monotonic()
+        with urllib.request.urlopen(target.http + "/healthz", timeout=10) as response:
+            assert response.status == 200
+        return time.monotonic() - started
+
+    return await asyncio.to_thread(ask)
 
 
 async def test_dns_tcp_clients_that_pipeline_and_never_read_cannot_grow_memory(
