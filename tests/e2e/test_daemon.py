@@ -33,7 +33,15 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
     )
     assert result.returncode == 0, result.stderr
     services = {s["name"]: s["endpoints"] for s in json.loads(result.stdout)["services"]}
-    assert set(services) == {"billing", "checkout", "node-exporter", "orders", "payments", "report-builder"}
+    assert set(services) == {
+        "billing",
+        "checkout",
+        "inventory",
+        "node-exporter",
+        "orders",
+        "payments",
+        "report-builder",
+    }
     assert {e["source"] for e in services["billing"]} == {"cloudmap"}
     orders = services["orders"]
     assert {e["cluster"] for e in orders} == {"prod", "staging"}
@@ -41,7 +49,9 @@ def test_demo_serves_and_snapshot_lists_its_estate_with_real_host_ports(
     assert all(32768 <= e["port"] < 61000 for e in orders)  # ephemeral host ports, not 8080
     assert {e["port"] for e in services["node-exporter"]} == {9100}
     assert {e["port"] for e in services["payments"]} == {8443}
-    assert {e["az"] for s in services.values() for e in s} == {"us-east-1a", "us-east-1b"}
+    assert {e["az"] for s in services.values() for e in s} == {"us-east-1a", "us-east-1b", "eu-west-1a"}
+    assert {(e["account"], e["region"]) for e in services["inventory"]} == {("dr", "eu-west-1")}  # through its role
+    assert {(e["account"], e["region"]) for e in services["orders"]} == {("local", "us-east-1")}
 
     http = f"http://127.0.0.1:{demo_ports[1]}"
     with urllib.request.urlopen(f"{http}/v1/resolve/orders", timeout=5) as response:

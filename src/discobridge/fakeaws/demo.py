@@ -12,6 +12,8 @@ from discobridge.fakeaws.estate import Container, Estate
 from discobridge.fakeaws.server import FakeAws
 
 DEMO_ZONE = "discobridge.internal"
+# Another account, read through a role there ([[accounts]]), with a cluster in another region.
+DR_ACCOUNT_ID, DR_REGION = "210987654321", "eu-west-1"
 DNS_PORT = 5353
 HTTP_PORT = 8080
 
@@ -75,6 +77,11 @@ def seed_demo(estate: Estate) -> None:
         )
 
 
+def seed_dr_account(estate: Estate) -> None:
+    """The other account: one service on two hosts in one cluster, in its own region."""
+    estate.web_service("dr", "inventory", hosts=2)
+
+
 def demo_config_text(endpoint_url: str, dns: str, http: str, topic_arn: str) -> str:
     return f"""# Written by `discobridge demo`: the daemon reads the fake AWS at {endpoint_url}.
 [aws]
@@ -101,6 +108,11 @@ listen = "{http}"
 
 [log]
 format = "console"
+
+[[accounts]]
+name = "dr"                 # S.dr.{DEMO_ZONE}, "account": "dr" in /v1, aws-account in Eureka
+role_arn = "arn:aws:iam::{DR_ACCOUNT_ID}:role/discobridge-read"
+regions = ["{DR_REGION}"]
 """
 
 
@@ -119,6 +131,9 @@ def start_demo(directory: Path, dns_port: int = DNS_PORT, http_port: int = HTTP_
         estate = Estate(aws.url)
         topic = estate.events_topic()
         seed_demo(estate)
+        dr = Estate(aws.url, DR_REGION, DR_ACCOUNT_ID)
+        seed_dr_account(dr)
+        dr.forward_events(topic)  # as a rule there forwarding to this account's bus would
         directory.mkdir(parents=True, exist_ok=True)
         path = (directory / "config.toml").resolve()
         dns, http = f"127.0.0.1:{dns_port}", f"127.0.0.1:{http_port}"
@@ -132,7 +147,8 @@ def _banner(path: Path, url: str, dns_port: int, http: str) -> str:
     command = ".venv/bin/discobridge" if Path(".venv/bin/discobridge").exists() else "discobridge"
     dig = f"dig @127.0.0.1 -p {dns_port}"
     return f"""
-discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url}
+discobridge demo: a fake AWS with 2 ECS clusters and 4 hosts in 2 zones runs at {url},
+and account "dr" ({DR_ACCOUNT_ID}) with a cluster in {DR_REGION}, read through a role there
 config written to: {path}
 ECS events are on: the fake EventBridge announces every task change, served in under a second.
 
@@ -144,6 +160,7 @@ Try, in another terminal, while this runs:
   {dig} _checkout._tcp.{DEMO_ZONE} SRV  # RFC 2782 form, for HAProxy, nginx, Java
   {dig} orders.staging.{DEMO_ZONE} SRV  # one cluster only
   {dig} _admin._tcp.checkout.{DEMO_ZONE} SRV   # a named port of each checkout task
+  {dig} inventory.dr.{DEMO_ZONE} SRV    # one account only (inventory.{DR_REGION}.{DEMO_ZONE}: one region)
   curl -s http://{http}/v1/resolve/orders       # one healthy host:port, rotating
   curl -s http://{http}/v1/services/orders      # every endpoint with health, zone, task
   curl -s http://{http}/healthz                 # what an ALB health check sees
