@@ -415,3 +415,18 @@ async def test_events_of_an_account_not_configured_are_ignored_even_for_a_cluste
         home.stop("main", home_task)
         assert await daemon.store.wait_until(lambda: not served(daemon), 10)
         assert counted(registry, "discobridge_aws_calls_total", operation="GetCallerIdentity") == 1
+
+
+async def test_a_role_denied_from_the_start_holds_back_the_first_snapshot_no_longer_than_startup_wait(
+    fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
+) -> None:
+    orders_everywhere(estates)
+    fake_aws.faults.fail("AssumeRole", code="AccessDenied", status=403, message="not authorized", match=STAGING_ID)
+    health = {"startup_wait_s": 0.5}
+    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING], health=health) as daemon:
+        assert await daemon.store.wait_until(lambda: daemon.store.current is not None, 15)
+        assert where(served(daemon)) == EVERYWHERE - Counter({"staging/us-east-1": 1})
+        status, body = await daemon_get(daemon, "/healthz")
+        reason = json.loads(body)["reason"]
+        assert status == 503 and "ecs/staging/us-east-1" in reason and "AssumeRole failed: AccessDenied" in reason
+        assert "prod/" not in reason and "local/" not in reason  # the others are fine
