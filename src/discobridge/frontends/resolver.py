@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -43,6 +44,22 @@ def send_document(request: web.Request, body: bytes, etag: str, headers: dict[st
     if _matches(request, etag):
         return web.Response(status=304, headers=all_headers)
     return web.Response(body=body, content_type="application/json", headers=all_headers)
+
+
+async def send_parts(request: web.Request, parts: Sequence[bytes | memoryview], etag: str) -> web.StreamResponse:
+    """A JSON document held as parts (never joined: each is bytes already held), or 304."""
+    if len(parts) == 1:
+        return send_document(request, bytes(parts[0]), etag)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
+    response.content_length = sum(len(part) for part in parts)
+    await response.prepare(request)
+    for part in parts:
+        await response.write(part)
+    await response.write_eof()
+    return response
 
 
 def _matches(request: web.Request, etag: str) -> bool:

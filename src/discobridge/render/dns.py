@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -240,13 +240,12 @@ class DnsRenderer:
                         else self._named_srv(subset, port, targets, records)
                     )
         out[wire_name(f"_{name}._tcp.{zone}")] = {SRV_TYPE: _srv(service.serving, records)} if service.serving else {}
+        proxied: dict[bytes, Mapping[int, Answer]] = {k: MappingProxyType(v) for k, v in out.items()}
         for endpoint, target in targets.items():
             mine = records[endpoint]
-            out[wire_name(target)] = {mine.address_type: _single(mine.address)}
+            proxied[wire_name(target)] = _OneType(mine.address_type, _single(mine.address))
             claims[wire_name(target)] = target_claim(endpoint)
-        apex = wire_name(zone)
-        proxied: dict[bytes, Mapping[int, Answer]] = {k: MappingProxyType(v) for k, v in out.items()}
-        return _ServiceNames(proxied, claims, _empty_non_terminals(out, apex), tuple(warnings))
+        return _ServiceNames(proxied, claims, _empty_non_terminals(proxied, wire_name(zone)), tuple(warnings))
 
     def _named_srv(
         self,
@@ -335,6 +334,30 @@ def _rotated(answer: list[bytes], additional: Sequence[bytes] = ()) -> Answer:
 
 
 _NOTHING: Mapping[int, Answer] = MappingProxyType({})
+
+
+class _OneType(Mapping[int, Answer]):
+    """The answers of a name with one record type (each SRV target's A or AAAA): read-only, a
+    tenth of a dict and its read-only view, for every endpoint of the estate."""
+
+    __slots__ = ("_answer", "_rtype")
+
+    def __init__(self, rtype: int, answer: Answer) -> None:
+        self._rtype, self._answer = rtype, answer
+
+    def __getitem__(self, rtype: int) -> Answer:
+        if rtype != self._rtype:
+            raise KeyError(rtype)
+        return self._answer
+
+    def get(self, rtype: int, default: Answer | None = None) -> Answer | None:  # type: ignore[override]
+        return self._answer if rtype == self._rtype else default  # what every lookup calls: no raise
+
+    def __iter__(self) -> Iterator[int]:
+        yield self._rtype
+
+    def __len__(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,18 @@ class Claim:
     """Who a name is for, to settle and report a clash."""
 
     rank: int
-    what: str  # for people: "task 0a1b... of service orders", "service x in cluster orders"
+    # For people ("service x in cluster orders"), or the endpoint whose SRV target the name is:
+    # its words are made only when a clash needs them (one string per endpoint is megabytes).
+    subject: str | Endpoint
+
+    @property
+    def what(self) -> str:
+        """ "task 0a1b... of service orders", "service x in cluster 'orders'"."""
+        if isinstance(self.subject, str):
+            return self.subject
+        e = self.subject
+        who = f"task {e.task_id}" if e.task_arn else f"endpoint {e.address}"
+        return f"{who} of service {e.service}"
 
 
 def carries(zone: str, service: str) -> bool:
@@ -73,8 +84,7 @@ def _label(text: str) -> str:
 
 
 def target_claim(endpoint: Endpoint) -> Claim:
-    what = f"task {endpoint.task_id}" if endpoint.task_arn else f"endpoint {endpoint.address}"
-    return Claim(TARGET, f"{what} of service {endpoint.service}")
+    return Claim(TARGET, endpoint)
 
 
 @dataclass(frozen=True, slots=True)
