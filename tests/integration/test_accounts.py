@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -81,12 +82,28 @@ def failed_refreshes(daemon: Daemon, account: str) -> float:
 EVERYWHERE = Counter({"local/us-east-1": 1, "prod/us-east-1": 1, "prod/eu-west-1": 1, "staging/us-east-1": 1})
 
 
+@asynccontextmanager
+async def reading_everywhere(fake_aws: FakeAws, aio_session: AioSession, **tables: Any) -> AsyncIterator[Daemon]:
+    """A daemon reading the local account, prod and staging, once it serves orders from each."""
+    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING], **tables) as daemon:
+        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+        yield daemon
+
+
+async def refreshes_go_on(daemon: Daemon, count: int, timeout: float) -> bool:
+    """Whether `count` more partition refreshes are done within `timeout` seconds."""
+    registry = daemon.metrics.registry
+    before = counted(registry, "discobridge_source_refreshes_total")
+    return await daemon.store.wait_until(
+        lambda: counted(registry, "discobridge_source_refreshes_total") > before + count, timeout
+    )
+
+
 async def test_three_accounts_in_two_regions_are_one_estate_in_dns_v1_and_eureka_at_once(
     fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
 ) -> None:
     orders_everywhere(estates)
-    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING]) as daemon:
-        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+    async with reading_everywhere(fake_aws, aio_session) as daemon:
         # One AssumeRole per member account (prod's two regions share its credentials), not per call.
         assert assume_role_calls(daemon) == 2
 
@@ -176,8 +193,7 @@ async def test_a_denied_role_fails_its_account_alone_keeping_its_data_and_naming
     orders_everywhere(estates)
     clock = ShiftedUtc()
     health = {"max_staleness_s": 2.0}
-    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING], utc_now=clock, health=health) as daemon:
-        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+    async with reading_everywhere(fake_aws, aio_session, utc_now=clock, health=health) as daemon:
         # The member account revokes its trust; nothing notices until the credentials expire.
         fake_aws.faults.fail(
             "AssumeRole", code="AccessDenied", status=403, message="not authorized to assume", match=STAGING_ID
@@ -235,37 +251,28 @@ async def test_credentials_expiring_during_a_run_are_renewed_once_with_no_failed
     monkeypatch.setattr(aws_roles, "RETRY_S", 0.5)
     orders_everywhere(estates)
     clock = ShiftedUtc()
-    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING], utc_now=clock) as daemon:
-        registry = daemon.metrics.registry
-        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+    async with reading_everywhere(fake_aws, aio_session, utc_now=clock) as daemon:
         assert assume_role_calls(daemon) == 2
 
         # 50 minutes on, the hour's credentials have 10 left: due for renewal, and STS is down.
         fake_aws.faults.fail("AssumeRole", code="ServiceUnavailable", status=503, message="try again")
         clock.shift += timedelta(minutes=50)
         assert await daemon.store.wait_until(lambda: assume_role_calls(daemon, "ServiceUnavailable") >= 4, 10)
-        refreshes = counted(registry, "discobridge_source_refreshes_total")
-        assert await daemon.store.wait_until(
-            lambda: counted(registry, "discobridge_source_refreshes_total") > refreshes + 20, 10
-        )  # the credentials in hand are still good: every account keeps being read
+        assert await refreshes_go_on(daemon, 20, 10)  # the credentials in hand are still good
 
         # STS is back: renewed once per account, then used for every call of many more refreshes.
         fake_aws.faults.clear()
         assert await daemon.store.wait_until(lambda: assume_role_calls(daemon) == 4, 10)
-        refreshes = counted(registry, "discobridge_source_refreshes_total")
-        assert await daemon.store.wait_until(
-            lambda: counted(registry, "discobridge_source_refreshes_total") > refreshes + 40, 15
-        )
+        assert await refreshes_go_on(daemon, 40, 15)
         assert assume_role_calls(daemon) == 4
-        assert counted(registry, "discobridge_source_refreshes_total", outcome="failed") == 0
+        assert counted(daemon.metrics.registry, "discobridge_source_refreshes_total", outcome="failed") == 0
 
 
 async def test_a_throttled_account_and_region_slows_its_own_budget_only(
     fake_aws: FakeAws, estates: dict[str, Estate], aio_session: AioSession
 ) -> None:
     orders_everywhere(estates)
-    async with running(fake_aws.url, aio_session, accounts=[PROD, STAGING]) as daemon:
-        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+    async with reading_everywhere(fake_aws, aio_session) as daemon:
         # AWS throttles prod in us-east-1 (its cluster's ARN is in each ListTasks it answers).
         fake_aws.faults.fail(
             "ListTasks", code="ThrottlingException", status=400, message="Rate exceeded", times=3,
@@ -347,10 +354,7 @@ async def test_events_of_every_account_reach_one_topic_and_change_their_own_part
     # A configured cluster has its partition before any listing: the nudge when events come up finds it.
     polls = {"clusters": ["shop"], "poll_interval_s": FAR, "health_refresh_s": FAR}
     events = {"topic_arn": topic, "reconcile_s": FAR}
-    async with running(
-        fake_aws.url, aio_session, accounts=[PROD, STAGING], ecs=polls, events=events, events_wait_s=1
-    ) as daemon:
-        assert await daemon.store.wait_until(lambda: where(served(daemon)) == EVERYWHERE, 15)
+    async with reading_everywhere(fake_aws, aio_session, ecs=polls, events=events, events_wait_s=1) as daemon:
         assert await daemon.store.wait_until(lambda: daemon.events is not None and daemon.events.status.live_since, 10)
         # The local cluster's full poll after subscribing; the others are forwarded, so they poll
         # until their first event arrives.
